@@ -1,0 +1,298 @@
+"""A GPT-2 decoder, small enough to read in one sitting.
+
+The parameter names follow Hugging Face's ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn.weight`` ...), so
+the real GPT-2 weights load with a transpose and nothing else. Attention uses
+``torch.nn.functional.scaled_dot_product_attention`` (flash/memory-efficient kernels where available);
+chapters write attention out by hand and check it against this.
+
+    cfg = GPTConfig.preset("gpt2")                      # 124M
+    cfg = GPTConfig(vocab_size=65, block_size=128, n_layer=4, n_head=8, n_embd=128)
+    model = GPT(cfg)
+    logits, loss = model(x, y)
+    out = generate(model, prompt, max_new_tokens=100, temperature=0.8, top_k=40)
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PRESETS = {
+    # the four released GPT-2 sizes (vocab 50257, 1024 positions)
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
+    # tiny models for the cpu scale (set vocab_size/block_size to the tokenizer and task)
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, vocab_size=65, block_size=64),
+    "char-small": dict(n_layer=4, n_head=8, n_embd=128, vocab_size=65, block_size=128),
+}
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257
+    block_size: int = 1024  # the longest sequence the position table covers
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
+    layer_norm_eps: float = 1e-5
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "GPTConfig":
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes) -> "GPTConfig":
+        return replace(self, **changes)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, for every layer, in preallocated tensors.
+
+    ``k[l]`` has shape (batch, heads, max_len, head_dim); ``pos`` tokens are filled. Each new token's keys and
+    values are written in place, so a decoding step costs one token's work instead of the whole prefix's.
+    """
+
+    def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        if max_len > cfg.block_size:
+            raise ValueError(f"max_len={max_len} exceeds the model's block_size={cfg.block_size}")
+        shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store this step's (B, H, T, D) keys/values; return all keys/values so far (views, not copies)."""
+        end = self.pos + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache is full: {end} tokens > max_len={self.max_len}")
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}")
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, heads, T, head_dim)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        past = 0
+        if cache is not None:
+            past = cache.pos
+            k, v = cache.update(layer, k, v)
+        if past == 0:  # plain causal attention over the T new tokens
+            mask, causal = None, True
+        elif T == 1:  # one new token sees every cached one
+            mask, causal = None, False
+        else:  # several new tokens after a cached prefix: token i sees the prefix and new tokens <= i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            causal = False
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN residual block: x + attn(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+            drop=nn.Dropout(cfg.dropout),
+            h=nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
+            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias),
+        ))
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying: one matrix embeds and un-embeds
+        self.apply(self._init_weights)
+        # GPT-2: residual projections start smaller, so the residual stream's variance does not grow with depth
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without the position table (and the tied token table counted once)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """Logits (B, T, vocab) and, with `targets`, the mean cross-entropy (targets == -1 are ignored)."""
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}")
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.pos += T
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            # (under bf16 autocast, cross_entropy runs in float32 by itself)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    # ---- real GPT-2 weights -------------------------------------------------------------------------------
+    def load_hf_state_dict(self, sd: dict) -> "GPT":
+        """Copy a Hugging Face GPT-2 state dict (either ``transformer.``-prefixed or not) into this model.
+
+        HF stores its Linear layers as ``Conv1D`` with the weight transposed; everything else maps one to one.
+        Raises if any of our parameters is missing or has the wrong shape."""
+        sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
+        sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        own = self.state_dict()
+        missing = []
+        with torch.no_grad():
+            for name, param in own.items():
+                key = name.removeprefix("transformer.")
+                if name == "lm_head.weight":  # tied to wte
+                    continue
+                if key not in sd:
+                    missing.append(key)
+                    continue
+                src = sd[key].t() if key.endswith(transposed) else sd[key]
+                if src.shape != param.shape:
+                    raise ValueError(f"{key}: checkpoint shape {tuple(src.shape)} != model shape {tuple(param.shape)}")
+                param.copy_(src)
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
+        return self
+
+    @classmethod
+    def from_pretrained(cls, name: str = "gpt2", path: str | None = None, **overrides) -> "GPT":
+        """Real GPT-2 weights (gpu scale). `name` is a preset; the ``model.safetensors`` comes from `path` if
+        given, else from the Hugging Face hub (repo ``openai-community/<name>``, cached by huggingface_hub)."""
+        from safetensors.torch import load_file
+
+        if path is None:
+            repo = f"openai-community/{name}"
+            try:
+                from huggingface_hub import hf_hub_download
+                path = hf_hub_download(repo, "model.safetensors")
+            except Exception as e:  # ImportError, offline, ...
+                raise FileNotFoundError(
+                    f"could not get model.safetensors of {repo} from https://huggingface.co/{repo} ({e}). "
+                    f"Install huggingface_hub and go online once (it caches under HF_HOME), or download the file "
+                    f"and pass path=... ."
+                ) from e
+        model = cls(GPTConfig.preset(name, **overrides))
+        return model.load_hf_state_dict(load_file(os.fspath(path)))
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+
+# ---- sampling ---------------------------------------------------------------------------------------------
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick the next token from (B, vocab) logits: greedy at temperature 0, else sample after scaling by the
+    temperature and keeping the `top_k` most likely tokens and/or the smallest set with probability >= `top_p`."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
+        # drop a token when the tokens ranked above it already hold top_p of the mass (the top one always stays)
+        drop_sorted = probs.cumsum(dim=-1) - probs >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Continue the (B, T) prompt `idx` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
+
+    With `use_cache` the prompt is run once and each new token costs one position (KV cache); without it, or when
+    the result would not fit in block_size, every step reruns the last block_size tokens. Both give the same
+    tokens for the same `generator` state (tested)."""
+    was_training = model.training
+    model.eval()
+    T, limit = idx.shape[1], model.cfg.block_size
+    if use_cache and T + max_new_tokens <= limit:
+        p = next(model.parameters())
+        cache = KVCache(model.cfg, idx.shape[0], T + max_new_tokens, device=idx.device, dtype=p.dtype)
+        logits, _ = model(idx, cache=cache)
+        for i in range(max_new_tokens):
+            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt], dim=1)
+            if i + 1 < max_new_tokens:
+                logits, _ = model(nxt, cache=cache)
+    else:
+        for _ in range(max_new_tokens):
+            logits, _ = model(idx[:, -limit:])
+            idx = torch.cat([idx, sample_next(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
+    model.train(was_training)
+    return idx

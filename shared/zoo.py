@@ -1,0 +1,114 @@
+"""Base models that several chapters start from, trained once per scale with a fixed seed and cached.
+
+    zm = zoo.load("shakespeare-char")      # trains on first use (cpu scale: about a minute), then loads
+    zm.model, zm.tokenizer, zm.info["val_loss"]
+
+Models are cached in ``$PAPERBOOK_DATA/zoo/`` under a name that includes the scale and a hash of the recipe,
+so changing a recipe retrains instead of loading a stale model. A file lock makes two notebooks that ask for the
+same model at once train it only once: the second waits, then loads.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+from filelock import FileLock
+
+from .data import batches, data_dir, split, tiny_shakespeare
+from .env import device as default_device
+from .env import scale as current_scale
+from .model import GPT, GPTConfig
+from .tokenizers import CharTokenizer
+from .train import TrainConfig, estimate_loss, save_checkpoint, train
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train one zoo model on tiny-shakespeare (character level, 90/10 split)."""
+    description: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int = 128
+    dropout: float = 0.0
+    batch_size: int = 32
+    lr: float = 3e-3
+    steps: dict = field(default_factory=lambda: {"smoke": 30, "cpu": 600, "gpu": 5000})
+    seed: int = 1337
+
+    def key(self, scale: str) -> str:
+        blob = json.dumps({**asdict(self), "scale": scale}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _sweep(n_layer, n_embd, n_head):
+    return Recipe(f"scaling sweep member: {n_layer} layers, d={n_embd}", n_layer, n_head, n_embd,
+                  steps={"smoke": 20, "cpu": 250, "gpu": 2000})
+
+
+ZOO: dict[str, Recipe] = {
+    "shakespeare-char": Recipe("char-level GPT, 4 layers, d=128, 8 heads, context 128 (~0.8M parameters)",
+                               n_layer=4, n_head=8, n_embd=128),
+    # The scaling sweep: one recipe, six widths/depths, the same token stream (250 steps x 32 x 128 = 1M tokens).
+    "sweep-xs": _sweep(1, 32, 2),
+    "sweep-s": _sweep(2, 48, 4),
+    "sweep-m": _sweep(2, 64, 4),
+    "sweep-l": _sweep(3, 96, 4),
+    "sweep-xl": _sweep(4, 128, 8),
+    "sweep-xxl": _sweep(6, 128, 8),
+}
+
+
+@dataclass
+class ZooModel:
+    model: GPT
+    tokenizer: CharTokenizer
+    info: dict
+
+
+def shakespeare_char():
+    """tiny-shakespeare as (tokenizer, train ids, val ids): the data every zoo model is trained on."""
+    text = tiny_shakespeare()
+    tok = CharTokenizer(text)
+    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    train_ids, val_ids = split(ids)
+    return tok, train_ids, val_ids
+
+
+def load(name: str, scale: str | None = None, device=None, quiet: bool = False) -> ZooModel:
+    """The zoo model `name` at `scale` (default: the current scale), trained now if it is not cached."""
+    if name not in ZOO:
+        raise KeyError(f"no zoo model {name!r}; the zoo has {sorted(ZOO)}")
+    recipe, scale = ZOO[name], scale or current_scale()
+    device = torch.device(device) if device is not None else default_device()
+    path = data_dir() / "zoo" / f"{name}-{scale}-{recipe.key(scale)}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok, train_ids, val_ids = shakespeare_char()
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            if not quiet:
+                print(f"zoo: training {name} at scale {scale} (cached afterwards in {path.parent})")
+            _train(recipe, scale, tok, train_ids, val_ids, path, device)
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    model = GPT(GPTConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+    return ZooModel(model.to(device).eval(), tok, state["info"])
+
+
+def _train(recipe: Recipe, scale: str, tok, train_ids, val_ids, path, device):
+    torch.manual_seed(recipe.seed)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=recipe.block_size, n_layer=recipe.n_layer,
+                    n_head=recipe.n_head, n_embd=recipe.n_embd, dropout=recipe.dropout)
+    model = GPT(cfg).to(device)
+    steps = recipe.steps[scale]
+    tcfg = TrainConfig(steps=steps, lr=recipe.lr, warmup=max(1, steps // 20), progress=False)
+    hist = train(model, batches(train_ids, recipe.batch_size, recipe.block_size, recipe.seed, device), tcfg)
+    val = estimate_loss(model, batches(val_ids, 32, recipe.block_size, seed=0, device=device), 20)
+    info = {"name": path.stem, "scale": scale, "recipe": asdict(recipe), "steps": steps, "val_loss": val,
+            "params": model.num_params(), "seconds": round(hist.seconds, 1),
+            "train_loss": hist.loss, "tokens_per_step": recipe.batch_size * recipe.block_size}
+    model = model.cpu()
+    save_checkpoint(os.fspath(path), {"config": asdict(cfg), "model": model.state_dict(), "info": info})
