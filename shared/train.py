@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: no ipywidgets needed, and clean in committed outputs
 
 
 @dataclass
