@@ -1,5 +1,9 @@
 """A GPT-2 decoder, small enough to read in one sitting.
 
+The defaults are GPT-2; `GPTConfig` options switch on what later chapters introduce from scratch:
+grouped/multi-query attention (`n_kv_head`), positions (`pos`: learned, sinusoidal, rope, alibi, none),
+RMSNorm (`norm`) and post-LN blocks (`norm_first=False`).
+
 The parameter names follow Hugging Face's ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn.weight`` ...), so
 the real GPT-2 weights load with a transpose and nothing else. Attention uses
 ``torch.nn.functional.scaled_dot_product_attention`` (flash/memory-efficient kernels where available);
@@ -43,6 +47,24 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
     layer_norm_eps: float = 1e-5
+    # Options that later chapters switch on; the defaults are GPT-2.
+    n_kv_head: int | None = None  # key/value heads: None = n_head (multi-head), 1 = multi-query, else grouped
+    pos: str = "learned"  # position information: learned | sinusoidal | rope | alibi | none
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_first: bool = True  # pre-LN (GPT-2); False = post-LN, as in the original Transformer
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_head={self.n_head} is not a multiple of n_kv_head={self.kv_heads}")
+        if self.pos not in POSITIONS:
+            raise ValueError(f"pos={self.pos!r} is not one of {POSITIONS}")
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise ValueError(f"norm={self.norm!r} is not layernorm or rmsnorm")
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ValueError(f"rope needs an even head_dim, got {self.head_dim}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
@@ -57,6 +79,68 @@ class GPTConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def is_gpt2(self) -> bool:
+        """True when the architecture is exactly GPT-2's (so Hugging Face GPT-2 weights fit)."""
+        return (self.kv_heads == self.n_head and self.pos == "learned" and self.norm == "layernorm"
+                and self.norm_first and self.bias)
+
+
+POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
+
+
+def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
+    """The Transformer's fixed positions: PE[p, 2i] = sin(p / 10000^(2i/dim)), PE[p, 2i+1] = cos(same)."""
+    pos = torch.arange(n_pos, dtype=torch.float32)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    table = torch.zeros(n_pos, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+def rope_tables(n_pos: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the RoPE angles p * theta_i, theta_i = base^(-2i/head_dim), each (n_pos, head_dim / 2)."""
+    theta = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(n_pos, dtype=torch.float64)[:, None] * theta  # float64: p * theta is large for far p
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate feature pairs of x (..., T, head_dim) by their position's angles. Pairs are (i, i + head_dim/2),
+    the "rotate-half" layout of GPT-NeoX and Hugging Face LLaMA (a fixed permutation of RoFormer's adjacent pairs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's head slopes: the geometric sequence 2^(-8/n), 2^(-16/n), ... (for a power-of-two n; otherwise
+    the paper's recipe: the slopes of the nearest power of two, then every other slope of twice that)."""
+    def geometric(n):
+        return [2 ** (-8 * (i + 1) / n) for i in range(n)]
+    p = 2 ** math.floor(math.log2(n_head))
+    slopes = geometric(p) if p == n_head else geometric(p) + geometric(2 * p)[0::2][: n_head - p]
+    return torch.tensor(slopes)
+
+
+def alibi_bias(slopes: torch.Tensor, start: int, T: int, device=None) -> torch.Tensor:
+    """(heads, T, start + T) additive attention bias: -slope * distance to each earlier key, -inf for later keys."""
+    q = torch.arange(start, start + T, device=device)[:, None]
+    k = torch.arange(start + T, device=device)[None, :]
+    dist = (q - k).float()
+    bias = -slopes.to(device)[:, None, None] * dist
+    return bias.masked_fill(dist < 0, float("-inf"))
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+
 
 class KVCache:
     """Keys and values of the tokens seen so far, for every layer, in preallocated tensors.
@@ -68,7 +152,7 @@ class KVCache:
     def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         if max_len > cfg.block_size:
             raise ValueError(f"max_len={max_len} exceeds the model's block_size={cfg.block_size}")
-        shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_dim)
+        shape = (cfg.n_layer, batch_size, cfg.kv_heads, max_len, cfg.head_dim)  # only the K/V heads
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0
@@ -87,24 +171,32 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        if cfg.n_embd % cfg.n_head:
-            raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}")
-        self.n_head = cfg.n_head
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        kv_dim = cfg.kv_heads * cfg.head_dim
+        self.sizes = [cfg.n_embd, kv_dim, kv_dim]
+        self.c_attn = nn.Linear(cfg.n_embd, sum(self.sizes), bias=cfg.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, rope=None, bias=None):
+        """`rope`: (cos, sin) of the new tokens' positions; `bias`: an additive (heads, T, keys) attention bias
+        that already masks future keys (ALiBi)."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, heads, T, head_dim)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.c_attn(x).split(self.sizes, dim=2)
+        # (B, T, heads * head_dim) -> (B, heads, T, head_dim); K and V may have fewer heads than Q (MQA/GQA)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0
         if cache is not None:
             past = cache.pos
             k, v = cache.update(layer, k, v)
-        if past == 0:  # plain causal attention over the T new tokens
+        if bias is not None:
+            mask, causal = bias.to(q.dtype), False
+        elif past == 0:  # plain causal attention over the T new tokens
             mask, causal = None, True
         elif T == 1:  # one new token sees every cached one
             mask, causal = None, False
@@ -112,7 +204,8 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             causal = False
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal,
+                                           enable_gqa=self.n_kv_head != self.n_head)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -130,31 +223,47 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN residual block: x + attn(LN(x)), then x + mlp(LN(x))."""
+    """Residual block. Pre-LN (GPT-2): x + attn(LN(x)), then x + mlp(LN(x)).
+    Post-LN (the original Transformer): LN(x + attn(x)), then LN(x + mlp(x))."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.norm_first = cfg.norm_first
+        self.ln_1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), cache, layer)
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x, cache=None, layer=0, rope=None, bias=None):
+        if self.norm_first:
+            x = x + self.attn(self.ln_1(x), cache, layer, rope, bias)
+            return x + self.mlp(self.ln_2(x))
+        x = self.ln_1(x + self.attn(x, cache, layer, rope, bias))
+        return self.ln_2(x + self.mlp(x))
 
 
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
+        parts = dict(wte=nn.Embedding(cfg.vocab_size, cfg.n_embd))
+        if cfg.pos == "learned":
+            parts["wpe"] = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
-            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+            **parts,
             drop=nn.Dropout(cfg.dropout),
             h=nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
-            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias),
+            ln_f=make_norm(cfg) if cfg.norm_first else nn.Identity(),  # post-LN blocks already end in a norm
         ))
+        # fixed tables are not parameters and not saved: a model can be rebuilt with a longer block_size
+        if cfg.pos == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
+        if cfg.pos == "rope":
+            cos, sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        if cfg.pos == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one matrix embeds and un-embeds
         self.apply(self._init_weights)
@@ -175,7 +284,9 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position table (and the tied token table counted once)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):
         """Logits (B, T, vocab) and, with `targets`, the mean cross-entropy (targets == -1 are ignored)."""
@@ -183,10 +294,19 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx)
+        rope = bias = None
+        if self.cfg.pos == "learned":
+            x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
+        elif self.cfg.pos == "sinusoidal":
+            x = x + self.pos_table[start:start + T]
+        elif self.cfg.pos == "rope":
+            rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        elif self.cfg.pos == "alibi":
+            bias = alibi_bias(self.alibi_slopes, start, T, idx.device)
+        x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache, i)
+            x = block(x, cache, i, rope, bias)
         if cache is not None:
             cache.pos += T
         logits = self.lm_head(self.transformer.ln_f(x))
@@ -202,6 +322,8 @@ class GPT(nn.Module):
 
         HF stores its Linear layers as ``Conv1D`` with the weight transposed; everything else maps one to one.
         Raises if any of our parameters is missing or has the wrong shape."""
+        if not self.cfg.is_gpt2:
+            raise ValueError("Hugging Face GPT-2 weights fit only the GPT-2 architecture (the config defaults)")
         sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
         sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
