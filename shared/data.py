@@ -1,4 +1,4 @@
-"""Data files with a sha256 check, tiny-shakespeare, splits and batches.
+"""Data files with a sha256 check, tiny-shakespeare, the digits images, splits and batches.
 
 Files are cached in `PAPERBOOK_DATA` (default ``~/.cache/paperbook``). A missing file is downloaded from its
 canonical URL, checked against its sha256 and written atomically; offline, you get an error that names the file,
@@ -74,6 +74,21 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None) -> Path:
 def tiny_shakespeare() -> str:
     """The 1.1 MB tiny-shakespeare corpus (Karpathy's char-rnn) as one string."""
     return fetch("tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+def digits(test_frac: float = 0.2, seed: int = 0):
+    """The 8x8 handwritten digits (1,797 images, 10 classes) that ship with scikit-learn, no download needed:
+    (x_train, y_train, x_test, y_test) with pixels scaled to [0, 1], x as float32 (n, 64), y as int64.
+    The split is random but fixed by `seed`."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(d.target, dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_test = int(len(x) * test_frac)
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
 
 
 def split(data, frac: float = 0.9):

@@ -130,3 +130,10 @@ def test_kv_recall():
         assert len(set(keys[i].tolist())) == 4
         j = keys[i].tolist().index(toks[i, -1].item())
         assert vals[i, j] == ans[i]
+
+
+def test_digits():
+    xtr, ytr, xte, yte = data.digits()
+    assert xtr.shape == (1438, 64) and xte.shape == (359, 64) and xtr.dtype == torch.float32
+    assert 0 <= xtr.min() and xtr.max() <= 1 and set(ytr.tolist()) == set(range(10))
+    assert torch.equal(data.digits()[0], xtr)  # a fixed split
