@@ -72,9 +72,11 @@ def bpe_merges(text: str, n_merges: int, pattern: str = GPT2_PATTERN) -> list[tu
     for _ in range(n_merges):
         if not pair_count:
             break
-        best = max(pair_count.items(), key=lambda kv: (kv[1], _neg(kv[0][0] + kv[0][1])))[0]
-        if pair_count[best] < 2:
+        top = max(pair_count.values())
+        if top < 2:
             break
+        # among the most frequent pairs, the one whose merged bytes sort first (a plain scan: no key per pair)
+        best = min((p for p, c in pair_count.items() if c == top), key=lambda p: p[0] + p[1])
         merges.append(best)
         a, b = best
         new = a + b
@@ -97,11 +99,6 @@ def bpe_merges(text: str, n_merges: int, pattern: str = GPT2_PATTERN) -> list[tu
                 pair_count[p] += c
                 where[p].add(i)
     return merges
-
-
-def _neg(bs: bytes):
-    """Sort key that makes max() prefer the lexicographically smallest bytes."""
-    return tuple(-x for x in bs) + (1,)
 
 
 def encoding_from_merges(merges, pattern: str = GPT2_PATTERN, name: str = "paperbook-bpe",
