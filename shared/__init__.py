@@ -10,7 +10,7 @@ import warnings
 # prints this machine's install path into notebook outputs. The course uses plain text progress bars.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from . import data, env  # noqa: E402, model, plot, tasks, tokenizers, train, zoo
+from . import data, env, model, plot, tasks, tokenizers, train, zoo  # noqa: E402
 from .claims import claim  # noqa: E402
 from .env import device, pick, scale, seed_everything  # noqa: E402
 from .model import GPT, GPTConfig, KVCache, generate  # noqa: E402
