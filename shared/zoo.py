@@ -95,7 +95,8 @@ def load(name: str, scale: str | None = None, device=None, quiet: bool = False) 
     with FileLock(str(path) + ".lock"):
         if not path.exists():
             if not quiet:
-                print(f"zoo: training {name} at scale {scale} (cached afterwards in {path.parent})")
+                # (no absolute path here: it would end up in committed notebook outputs)
+                print(f"zoo: training {name} at scale {scale}; cached afterwards in $PAPERBOOK_DATA/zoo")
             _train(recipe, scale, tok, train_ids, val_ids, path, device)
         state = torch.load(path, map_location="cpu", weights_only=False)
     model = GPT(GPTConfig(**state["config"]))
