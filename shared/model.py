@@ -257,7 +257,10 @@ class GPT(nn.Module):
         ))
         # fixed tables are not parameters and not saved: a model can be rebuilt with a longer block_size
         if cfg.pos == "sinusoidal":
-            self.register_buffer("pos_table", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
+            # Vaswani et al. scale the embeddings by sqrt(d) to balance them against the unit-amplitude table;
+            # with GPT-2's 0.02 embedding init (and tied output weights) we scale the table by 1/sqrt(d) instead
+            table = sinusoidal_table(cfg.block_size, cfg.n_embd) / math.sqrt(cfg.n_embd)
+            self.register_buffer("pos_table", table, persistent=False)
         if cfg.pos == "rope":
             cos, sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base)
             self.register_buffer("rope_cos", cos, persistent=False)

@@ -84,6 +84,8 @@ def test_sinusoidal_table():
     t = sinusoidal_table(50, 16)
     assert t[7, 4] == pytest.approx(math.sin(7 / 10000 ** (4 / 16)), abs=1e-6)
     assert t[7, 5] == pytest.approx(math.cos(7 / 10000 ** (4 / 16)), abs=1e-6)
+    m = GPT(GPTConfig(**{**BASE, "pos": "sinusoidal"}))  # balanced against the 0.02-std token embeddings
+    assert torch.allclose(m.pos_table, sinusoidal_table(48, 64) / 8)
 
 
 @pytest.mark.parametrize("norm_first", [True, False])
