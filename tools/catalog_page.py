@@ -10,7 +10,6 @@ it by hand. It fails loudly (exit 1) when papers.yml names a chapter notebook th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -18,6 +17,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbcontract import code_sha256  # noqa: E402  (the one definition, shared with execute.py)
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = Path("book") / "catalog.md"
@@ -62,16 +64,6 @@ def num(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return md(v)
-
-
-def code_sha256(nb: dict) -> str:
-    """Same digest as the execute tool and the auditor: the code cells' sources, in order."""
-    srcs = []
-    for c in nb.get("cells", []):
-        if c.get("cell_type") == "code":
-            s = c.get("source", "")
-            srcs.append("".join(s) if isinstance(s, list) else s)
-    return hashlib.sha256(json.dumps(srcs).encode()).hexdigest()
 
 
 def notebook_title(nb: dict, fallback: str) -> str:
