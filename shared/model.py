@@ -368,6 +368,15 @@ class GPT(nn.Module):
         model = cls(GPTConfig.preset(name, **overrides))
         return model.load_hf_state_dict(load_file(os.fspath(path)))
 
+    def with_block_size(self, block_size: int) -> "GPT":
+        """A model with the same weights for sequences of up to `block_size` tokens. Computed positions
+        (sinusoidal, rope, alibi, none) are rebuilt for any length; a learned table cannot grow."""
+        if self.cfg.pos == "learned" and block_size > self.cfg.block_size:
+            raise ValueError(f"learned positions stop at {self.cfg.block_size}; cannot extend to {block_size}")
+        longer = GPT(self.cfg.replace(block_size=block_size)).to(next(self.parameters()).device)
+        longer.load_state_dict(self.state_dict())
+        return longer.train(self.training)
+
     def config_dict(self) -> dict:
         return asdict(self.cfg)
 

@@ -208,3 +208,19 @@ def estimate_loss(model, get_batch, n_batches: int, loss_fn=default_loss) -> flo
     losses = [loss_fn(model, get_batch(i)).item() for i in range(n_batches)]
     model.train(was)
     return sum(losses) / len(losses)
+
+
+@torch.no_grad()
+def loss_per_position(model, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Cross-entropy at each position, averaged over the rows of (B, T) inputs `x` and targets `y`: a (T,)
+    tensor on the CPU. Rows are run `chunk` at a time to bound memory (default: all at once)."""
+    was = model.training
+    model.eval()
+    chunk = chunk or len(x)
+    total = torch.zeros(x.shape[1], device=x.device)
+    for b in range(0, len(x), chunk):
+        logits, _ = model(x[b:b + chunk])
+        total += torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), y[b:b + chunk],
+                                                   reduction="none").sum(0)
+    model.train(was)
+    return (total / len(x)).cpu()

@@ -121,3 +121,17 @@ def test_config_validation_and_hf_guard():
     longer = GPT(GPTConfig(**{**BASE, "pos": "rope", "block_size": 64}))
     longer.load_state_dict(m.state_dict())  # position tables are not saved: extend the context freely
     assert "wpe" not in m.transformer and m.num_params() == m.num_params(non_embedding=False)
+
+
+def test_with_block_size_and_loss_per_position():
+    from shared.train import loss_per_position
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**{**BASE, "pos": "alibi", "block_size": 16})).eval()
+    longer = m.with_block_size(40)
+    x = torch.randint(61, (5, 40))
+    assert longer.cfg.block_size == 40 and torch.equal(longer(x[:, :16])[0], m(x[:, :16])[0])
+    per = loss_per_position(longer, x[:, :-1], x[:, 1:], chunk=2)
+    full = torch.nn.functional.cross_entropy(longer(x[:, :-1])[0].transpose(1, 2), x[:, 1:], reduction="none")
+    assert per.shape == (39,) and torch.allclose(per, full.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="learned"):
+        GPT(GPTConfig(**BASE)).with_block_size(100)
