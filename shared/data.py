@@ -118,3 +118,20 @@ def batches(data: torch.Tensor, batch_size: int, block_size: int, seed: int = 0,
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         return random_batch(data, batch_size, block_size, g, device)
     return get_batch
+
+
+def epoch_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0, device=None):
+    """A `get_batch(step)` for a small labelled dataset (x, y): each epoch visits every example once in a fresh
+    order fixed by (seed, epoch), in ``len(x) // batch_size`` batches (the incomplete last batch is dropped, so
+    every step sees the same number of examples). Step s falls in epoch ``s // (len(x) // batch_size)``."""
+    per_epoch = len(x) // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({len(x)} examples)")
+
+    def get_batch(step: int):
+        epoch, i = divmod(step, per_epoch)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        xb, yb = x[idx.to(x.device)], y[idx.to(y.device)]
+        return (xb.to(device), yb.to(device)) if device is not None else (xb, yb)
+    return get_batch

@@ -430,3 +430,17 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: fl
             idx = torch.cat([idx, sample_next(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
     model.train(was_training)
     return idx
+
+
+def deep_mlp(d_in: int, width: int, depth: int, d_out: int, norm=None, act=nn.ReLU) -> nn.Sequential:
+    """A plain classifier MLP: `depth` hidden layers of Linear(width) -> norm(width) -> act, then Linear(d_out).
+    `norm` is a factory ``norm(width) -> nn.Module`` (e.g. ``nn.LayerNorm``) or None. Norm layers draw no random
+    numbers, so for a given torch seed the Linear weights are the same whatever the norm: variants of an
+    experiment start from identical weights."""
+    layers = []
+    for i in range(depth):
+        layers.append(nn.Linear(d_in if i == 0 else width, width))
+        if norm is not None:
+            layers.append(norm(width))
+        layers.append(act())
+    return nn.Sequential(*layers, nn.Linear(width if depth else d_in, d_out))

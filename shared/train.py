@@ -117,19 +117,21 @@ def save_checkpoint(path: str, state: dict):
 
 
 def train(model: torch.nn.Module, get_batch, cfg: TrainConfig, evaluate=None, loss_fn=default_loss,
-          until: int | None = None) -> History:
+          until: int | None = None, optimizer=make_optimizer) -> History:
     """Train `model` for cfg.steps steps (or stop after step `until`, e.g. to simulate an interruption).
 
     `get_batch(step)` -> the global batch (a tensor or tuple of tensors, already on the model's device).
     `evaluate(model)` -> dict of metrics, called in eval mode without gradients every `eval_every` steps and
-    at the end. `loss_fn(model, micro_batch)` -> scalar loss (default: language modelling)."""
+    at the end. `loss_fn(model, micro_batch)` -> scalar loss (default: language modelling).
+    `optimizer(model, cfg)` -> a torch.optim.Optimizer (default: `make_optimizer`, AdamW); whichever it is, the
+    loop sets every parameter group's "lr" to the schedule's `lr_at(step, cfg)` before each step."""
     rank, world = _distributed()
     device = next(model.parameters()).device
     module = model
     if world > 1:
         module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     forward_model = torch.compile(module) if cfg.compile else module
-    opt = make_optimizer(model, cfg)
+    opt = optimizer(model, cfg)
     hist, start = History(), 0
     if cfg.checkpoint and cfg.resume and os.path.exists(cfg.checkpoint):
         state = torch.load(cfg.checkpoint, map_location=device, weights_only=False)

@@ -137,3 +137,17 @@ def test_digits():
     assert xtr.shape == (1438, 64) and xte.shape == (359, 64) and xtr.dtype == torch.float32
     assert 0 <= xtr.min() and xtr.max() <= 1 and set(ytr.tolist()) == set(range(10))
     assert torch.equal(data.digits()[0], xtr)  # a fixed split
+
+
+def test_epoch_batches():
+    x, y = torch.arange(23).float()[:, None], torch.arange(23)
+    get = data.epoch_batches(x, y, 5, seed=3)  # 4 batches per epoch; 3 examples dropped each epoch
+    epoch0 = torch.cat([get(s)[1] for s in range(4)])
+    epoch1 = torch.cat([get(s)[1] for s in range(4, 8)])
+    assert len(set(epoch0.tolist())) == 20 and len(set(epoch1.tolist())) == 20  # no repeats within an epoch
+    assert not torch.equal(epoch0, epoch1)  # a fresh order each epoch
+    xb, yb = get(6)
+    assert torch.equal(xb[:, 0].long(), yb) and torch.equal(get(6)[1], yb)  # pairs kept, depends only on step
+    assert not torch.equal(data.epoch_batches(x, y, 5, seed=4)(0)[1], get(0)[1])
+    with pytest.raises(ValueError, match="larger than the dataset"):
+        data.epoch_batches(x, y, 24)

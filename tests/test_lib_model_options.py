@@ -135,3 +135,17 @@ def test_with_block_size_and_loss_per_position():
     assert per.shape == (39,) and torch.allclose(per, full.mean(0), atol=1e-6)
     with pytest.raises(ValueError, match="learned"):
         GPT(GPTConfig(**BASE)).with_block_size(100)
+
+
+def test_deep_mlp():
+    from shared.model import deep_mlp
+    torch.manual_seed(0)
+    plain = deep_mlp(64, 32, 3, 10)
+    torch.manual_seed(0)
+    normed = deep_mlp(64, 32, 3, 10, norm=torch.nn.LayerNorm)
+    assert [type(m).__name__ for m in normed] == ["Linear", "LayerNorm", "ReLU"] * 3 + ["Linear"]
+    lin_plain = [m for m in plain if isinstance(m, torch.nn.Linear)]
+    lin_normed = [m for m in normed if isinstance(m, torch.nn.Linear)]
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(lin_plain, lin_normed))  # same start
+    assert normed(torch.randn(5, 64)).shape == (5, 10)
+    assert len(deep_mlp(4, 8, 0, 2)) == 1

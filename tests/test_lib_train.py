@@ -76,3 +76,22 @@ def test_ddp_two_processes_equal_one(tmp_path):
     one = ddp_worker.run(accum=2)  # one process, the same global batch of 8 in two micro-batches
     assert max((p - q).abs().max().item() for p, q in zip(one["params"], two["params"])) < 1e-10
     assert one["loss"] == pytest.approx(two["loss"], abs=1e-10)
+
+
+def test_custom_optimizer_follows_the_schedule():
+    """train(optimizer=...) uses the given optimizer, with the lr set by the schedule at every step."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    seen = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    cfg = TrainConfig(steps=6, lr=0.1, warmup=2, min_lr_ratio=0.5, grad_clip=None, progress=False)
+    hist = train(model, lambda s: (x, y), cfg, loss_fn=lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+                 optimizer=lambda m, c: Recording(m.parameters(), lr=123.0))
+    assert seen == pytest.approx([lr_at(s, cfg) for s in range(6)])
+    assert hist.loss[-1] < hist.loss[0]
