@@ -5,10 +5,13 @@
 * `arithmetic` / `check_arithmetic` -- "123+45=" style problems with a verifier.
 * `kv_recall` -- associative recall: a list of key/value pairs, then a query key; answer its value.
 * `preference_pairs` -- toy preference data: the same prompt with a preferred and a rejected answer.
+* `pig_latin` -- a deterministic rewrite of English text in the same characters: a new "domain" for
+  fine-tuning a model trained on the original text.
 """
 from __future__ import annotations
 
 import random
+import re
 
 import torch
 
@@ -93,3 +96,28 @@ def preference_pairs(n: int, n_digits: int = 2, seed: int = 0) -> list[dict]:
         wrong = int(answer) + rng.choice([-1, 1]) * rng.randint(1, 9)
         out.append({"prompt": prompt, "chosen": answer, "rejected": str(wrong)})
     return out
+
+
+_VOWELS = set("aeiouAEIOU")
+
+
+def _pig_word(word: str) -> str:
+    if word[0] in _VOWELS:
+        out = word + "way"
+    else:
+        i = next((k for k, ch in enumerate(word) if ch in _VOWELS or (k > 0 and ch in "yY")), len(word))
+        out = word[i:] + word[:i] + "ay"
+    if word.isupper() and len(word) > 1:
+        return out.upper()
+    if word[0].isupper():
+        return out[0].upper() + out[1:].lower()
+    return out.lower()
+
+
+def pig_latin(text: str) -> str:
+    """Pig Latin, word by word: a word starting with a vowel gets "way" appended ("apple" -> "appleway"); otherwise
+    its leading consonants move to the end, followed by "ay" ("string" -> "ingstray"; "y" after the first letter
+    counts as a vowel: "rhythm" -> "ythmrhay"). Capitalised words stay capitalised ("Romeo" -> "Omeoray"),
+    all-caps words stay all-caps ("KING" -> "INGKAY"); everything that is not a letter is kept as it is, so the
+    output uses only characters of the input and a char tokenizer of the original text covers it."""
+    return re.sub(r"[A-Za-z]+", lambda m: _pig_word(m.group()), text)

@@ -151,3 +151,10 @@ def test_epoch_batches():
     assert not torch.equal(data.epoch_batches(x, y, 5, seed=4)(0)[1], get(0)[1])
     with pytest.raises(ValueError, match="larger than the dataset"):
         data.epoch_batches(x, y, 24)
+
+
+def test_pig_latin():
+    assert tasks.pig_latin("apple string rhythm") == "appleway ingstray ythmrhay"
+    assert tasks.pig_latin("Romeo, KING of Verona!\nI'll go.") == "Omeoray, INGKAY ofway Eronavay!\nIway'llay ogay."
+    text = data.tiny_shakespeare()[:5000]
+    assert set(tasks.pig_latin(text)) <= set(text)  # same characters: the char tokenizer still covers it
