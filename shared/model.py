@@ -136,6 +136,15 @@ def alibi_bias(slopes: torch.Tensor, start: int, T: int, device=None) -> torch.T
     return bias.masked_fill(dist < 0, float("-inf"))
 
 
+def padding_bias(pad: torch.Tensor, start: int, T: int) -> torch.Tensor:
+    """(B, 1, T, start + T) additive attention bias for left-padded rows: 0 where a query may look (its own
+    row's real tokens up to itself), -inf elsewhere. A padding query sees only itself, so no row is all -inf."""
+    q = torch.arange(start, start + T, device=pad.device)[:, None]
+    k = torch.arange(start + T, device=pad.device)[None, :]
+    allowed = ((k <= q) & (k >= pad[:, None, None])) | (k == q)
+    return torch.zeros(allowed.shape, device=pad.device).masked_fill(~allowed, float("-inf"))[:, None]
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
@@ -180,8 +189,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0, rope=None, bias=None):
-        """`rope`: (cos, sin) of the new tokens' positions; `bias`: an additive (heads, T, keys) attention bias
-        that already masks future keys (ALiBi)."""
+        """`rope`: (cos, sin) of the new tokens' positions; `bias`: an additive attention bias, (heads, T, keys)
+        or (B, heads or 1, T, keys), that already masks future keys (ALiBi, left padding)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.sizes, dim=2)
         # (B, T, heads * head_dim) -> (B, heads, T, head_dim); K and V may have fewer heads than Q (MQA/GQA)
@@ -291,28 +300,46 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None):
-        """Logits (B, T, vocab) and, with `targets`, the mean cross-entropy (targets == -1 are ignored)."""
+    def features(self, idx, cache: KVCache | None = None, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """The last layer's normalised hidden states (B, T, n_embd): what the LM head (or a reward head) reads.
+
+        `pad` (B,) = how many tokens at the left of each row are padding (batched prompts of different lengths,
+        left-aligned so that every row's next token comes at the same column). Padding is invisible: no token
+        attends to it, and each row's positions start at 0 on its first real token, so a padded row computes
+        exactly what it would alone."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}")
+        positions = torch.arange(start, start + T, device=idx.device)  # (T,), or (B, T) with padding
+        bias = None
+        if pad is not None:
+            pad = pad.to(idx.device)
+            positions = (positions[None, :] - pad[:, None]).clamp(min=0)
+            bias = padding_bias(pad, start, T)  # (B, 1, T, start + T)
         x = self.transformer.wte(idx)
-        rope = bias = None
+        rope = None
         if self.cfg.pos == "learned":
-            x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
+            x = x + self.transformer.wpe(positions)
         elif self.cfg.pos == "sinusoidal":
-            x = x + self.pos_table[start:start + T]
+            x = x + self.pos_table[positions]
         elif self.cfg.pos == "rope":
-            rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
-        elif self.cfg.pos == "alibi":
-            bias = alibi_bias(self.alibi_slopes, start, T, idx.device)
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+            rope = (cos, sin) if pad is None else (cos[:, None], sin[:, None])  # (B, 1, T, D/2) per row
+        elif self.cfg.pos == "alibi":  # relative distances; padding only adds its mask
+            alibi = alibi_bias(self.alibi_slopes, start, T, idx.device)
+            bias = alibi if bias is None else alibi + bias
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i, rope, bias)
         if cache is not None:
             cache.pos += T
-        logits = self.lm_head(self.transformer.ln_f(x))
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None, pad: torch.Tensor | None = None):
+        """Logits (B, T, vocab) and, with `targets`, the mean cross-entropy (targets == -1 are ignored).
+        `pad`: left padding per row, see `features`."""
+        logits = self.lm_head(self.features(idx, cache, pad))
         loss = None
         if targets is not None:
             # (under bf16 autocast, cross_entropy runs in float32 by itself)
@@ -406,27 +433,30 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 @torch.no_grad()
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, pad: torch.Tensor | None = None) -> torch.Tensor:
     """Continue the (B, T) prompt `idx` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
     With `use_cache` the prompt is run once and each new token costs one position (KV cache); without it, or when
     the result would not fit in block_size, every step reruns the last block_size tokens. Both give the same
-    tokens for the same `generator` state (tested)."""
+    tokens for the same `generator` state (tested). `pad` (B,): left padding of each prompt row (see
+    `GPT.features`), for a batch of prompts of different lengths."""
     was_training = model.training
     model.eval()
     T, limit = idx.shape[1], model.cfg.block_size
     if use_cache and T + max_new_tokens <= limit:
         p = next(model.parameters())
         cache = KVCache(model.cfg, idx.shape[0], T + max_new_tokens, device=idx.device, dtype=p.dtype)
-        logits, _ = model(idx, cache=cache)
+        logits, _ = model(idx, cache=cache, pad=pad)
         for i in range(max_new_tokens):
             nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
             idx = torch.cat([idx, nxt], dim=1)
             if i + 1 < max_new_tokens:
-                logits, _ = model(nxt, cache=cache)
+                logits, _ = model(nxt, cache=cache, pad=pad)
     else:
         for _ in range(max_new_tokens):
-            logits, _ = model(idx[:, -limit:])
+            cut = max(0, idx.shape[1] - limit)  # the window drops `cut` tokens from the left
+            window_pad = None if pad is None else (pad - cut).clamp(min=0)
+            logits, _ = model(idx[:, cut:], pad=window_pad)
             idx = torch.cat([idx, sample_next(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
     model.train(was_training)
     return idx

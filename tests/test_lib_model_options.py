@@ -149,3 +149,26 @@ def test_deep_mlp():
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(lin_plain, lin_normed))  # same start
     assert normed(torch.randn(5, 64)).shape == (5, 10)
     assert len(deep_mlp(4, 8, 0, 2)) == 1
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "alibi"])
+def test_left_padding_is_invisible(pos):
+    """A left-padded row computes what it computes alone: logits, cached decoding and sampled tokens."""
+    from shared.model import generate
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=4, n_embd=16, pos=pos)
+    model = GPT(cfg).eval()
+    rows = [torch.randint(13, (n,)) for n in (5, 9, 7)]
+    width = max(len(r) for r in rows)
+    pad = torch.tensor([width - len(r) for r in rows])
+    idx = torch.stack([torch.cat([torch.full((width - len(r),), 3), r]) for r in rows])
+    with torch.no_grad():
+        logits = model(idx, pad=pad)[0]
+        for i, r in enumerate(rows):
+            alone = model(r[None])[0][0]
+            assert (logits[i, pad[i]:] - alone).abs().max() < 1e-5
+    greedy = generate(model, idx, 8, temperature=0, pad=pad)
+    uncached = generate(model, idx, 8, temperature=0, pad=pad, use_cache=False)
+    assert torch.equal(greedy, uncached)
+    for i, r in enumerate(rows):
+        assert torch.equal(greedy[i, width:], generate(model, r[None], 8, temperature=0)[0, len(r):])
