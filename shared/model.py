@@ -433,13 +433,15 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 @torch.no_grad()
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-             generator: torch.Generator | None = None, pad: torch.Tensor | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, pad: torch.Tensor | None = None,
+             eos: int | None = None) -> torch.Tensor:
     """Continue the (B, T) prompt `idx` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
     With `use_cache` the prompt is run once and each new token costs one position (KV cache); without it, or when
     the result would not fit in block_size, every step reruns the last block_size tokens. Both give the same
     tokens for the same `generator` state (tested). `pad` (B,): left padding of each prompt row (see
-    `GPT.features`), for a batch of prompts of different lengths."""
+    `GPT.features`), for a batch of prompts of different lengths. `eos`: stop early once every row has produced
+    this token (rows that finished first go on sampling filler; the result is then shorter than T + max_new)."""
     was_training = model.training
     model.eval()
     T, limit = idx.shape[1], model.cfg.block_size
@@ -447,9 +449,14 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: fl
         p = next(model.parameters())
         cache = KVCache(model.cfg, idx.shape[0], T + max_new_tokens, device=idx.device, dtype=p.dtype)
         logits, _ = model(idx, cache=cache, pad=pad)
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         for i in range(max_new_tokens):
             nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
             idx = torch.cat([idx, nxt], dim=1)
+            if eos is not None:
+                done |= nxt[:, 0] == eos
+                if done.all():
+                    break
             if i + 1 < max_new_tokens:
                 logits, _ = model(nxt, cache=cache, pad=pad)
     else:
@@ -457,7 +464,10 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: fl
             cut = max(0, idx.shape[1] - limit)  # the window drops `cut` tokens from the left
             window_pad = None if pad is None else (pad - cut).clamp(min=0)
             logits, _ = model(idx[:, cut:], pad=window_pad)
-            idx = torch.cat([idx, sample_next(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
+            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt], dim=1)
+            if eos is not None and (idx[:, T:] == eos).any(dim=1).all():
+                break
     model.train(was_training)
     return idx
 

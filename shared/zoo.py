@@ -3,6 +3,10 @@
     zm = zoo.load("shakespeare-char")      # trains on first use (cpu scale: about a minute), then loads
     zm.model, zm.tokenizer, zm.info["val_loss"]
 
+Language models are trained on a corpus: tiny-shakespeare (characters) or CalcChat's crowd demonstrations
+(`calc-sft`, the supervised policy of the alignment chapters). `cached` is the same machinery for anything else
+worth computing once (CalcChat's preference data and reward model, in `shared.rlhf`).
+
 Models are cached in ``$PAPERBOOK_DATA/zoo/`` under a name that includes the scale and a hash of the recipe,
 so changing a recipe retrains instead of loading a stale model. A file lock makes two notebooks that ask for the
 same model at once train it only once: the second waits, then loads.
@@ -17,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from filelock import FileLock
 
+from . import calcchat
 from .data import batches, data_dir, split, tiny_shakespeare
 from .env import device as default_device
 from .env import scale as current_scale
@@ -27,7 +32,7 @@ from .train import TrainConfig, estimate_loss, save_checkpoint, train
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train one zoo model on tiny-shakespeare (character level, 90/10 split)."""
+    """How to train one zoo language model on a corpus of `CORPORA` (character level)."""
     description: str
     n_layer: int
     n_head: int
@@ -38,6 +43,7 @@ class Recipe:
     lr: float = 3e-3
     steps: dict = field(default_factory=lambda: {"smoke": 30, "cpu": 600, "gpu": 5000})
     seed: int = 1337
+    corpus: str = "shakespeare"
 
     def key(self, scale: str) -> str:
         blob = json.dumps({**asdict(self), "scale": scale}, sort_keys=True)
@@ -64,6 +70,11 @@ ZOO: dict[str, Recipe] = {
     "sweep-l": _sweep(2, 64, 4),
     "sweep-xl": _sweep(3, 80, 4),
     "sweep-xxl": _sweep(3, 96, 4),
+    # CalcChat's supervised policy: imitates the fallible crowd (accuracy ~0.55, a quarter rude). Context 80 fits
+    # the longest answer (a worked 5-operand sum with a recheck and a rude suffix) after the longest prompt.
+    "calc-sft": Recipe("CalcChat SFT policy: char GPT, 4 layers, d=96, 4 heads, context 80, dropout 0.1",
+                       n_layer=4, n_head=4, n_embd=96, block_size=80, dropout=0.1, batch_size=64, lr=3e-3,
+                       steps={"smoke": 50, "cpu": 600, "gpu": 3000}, corpus="calcchat"),
 }
 
 
@@ -83,38 +94,64 @@ def shakespeare_char():
     return tok, train_ids, val_ids
 
 
+def _shakespeare_batches(recipe: Recipe, device):
+    tok, train_ids, val_ids = shakespeare_char()
+    return (tok, batches(train_ids, recipe.batch_size, recipe.block_size, recipe.seed, device),
+            batches(val_ids, 32, recipe.block_size, seed=0, device=device))
+
+
+def _calcchat_batches(recipe: Recipe, device):
+    return calcchat.sft_batches(recipe.batch_size, recipe.block_size, seed=recipe.seed, device=device)
+
+
+CORPORA = {  # name -> (recipe, device) -> (tokenizer, train get_batch, validation get_batch)
+    "shakespeare": _shakespeare_batches,
+    "calcchat": _calcchat_batches,
+}
+
+
+def cached(filename: str, build, message: str | None = None):
+    """``torch.load`` of ``$PAPERBOOK_DATA/zoo/<filename>``, made first by ``build(path)`` if it is missing (and
+    `message` printed). A file lock makes concurrent callers build it once; the others wait, then load."""
+    path = data_dir() / "zoo" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            if message:
+                # (no absolute path here: it would end up in committed notebook outputs)
+                print(f"zoo: {message}; cached afterwards in $PAPERBOOK_DATA/zoo")
+            build(path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def load(name: str, scale: str | None = None, device=None, quiet: bool = False) -> ZooModel:
     """The zoo model `name` at `scale` (default: the current scale), trained now if it is not cached."""
     if name not in ZOO:
         raise KeyError(f"no zoo model {name!r}; the zoo has {sorted(ZOO)}")
     recipe, scale = ZOO[name], scale or current_scale()
     device = torch.device(device) if device is not None else default_device()
-    path = data_dir() / "zoo" / f"{name}-{scale}-{recipe.key(scale)}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok, train_ids, val_ids = shakespeare_char()
-    with FileLock(str(path) + ".lock"):
-        if not path.exists():
-            if not quiet:
-                # (no absolute path here: it would end up in committed notebook outputs)
-                print(f"zoo: training {name} at scale {scale}; cached afterwards in $PAPERBOOK_DATA/zoo")
-            _train(recipe, scale, tok, train_ids, val_ids, path, device)
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = cached(f"{name}-{scale}-{recipe.key(scale)}.pt", lambda path: _train(recipe, scale, path, device),
+                   None if quiet else f"training {name} at scale {scale}")
     model = GPT(GPTConfig(**state["config"]))
     model.load_state_dict(state["model"])
-    return ZooModel(model.to(device).eval(), tok, state["info"])
+    return ZooModel(model.to(device).eval(), CharTokenizer(state["tokenizer"]), state["info"])
 
 
-def _train(recipe: Recipe, scale: str, tok, train_ids, val_ids, path, device):
+def _train(recipe: Recipe, scale: str, path, device):
+    tok, train_batches, val_batches = CORPORA[recipe.corpus](recipe, device)
     torch.manual_seed(recipe.seed)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=recipe.block_size, n_layer=recipe.n_layer,
                     n_head=recipe.n_head, n_embd=recipe.n_embd, dropout=recipe.dropout)
     model = GPT(cfg).to(device)
     steps = recipe.steps[scale]
-    tcfg = TrainConfig(steps=steps, lr=recipe.lr, warmup=max(1, steps // 20), progress=False)
-    hist = train(model, batches(train_ids, recipe.batch_size, recipe.block_size, recipe.seed, device), tcfg)
-    val = estimate_loss(model, batches(val_ids, 32, recipe.block_size, seed=0, device=device), 20)
+    tcfg = TrainConfig(steps=steps, lr=recipe.lr, warmup=max(1, steps // 20), eval_every=max(1, steps // 10),
+                       progress=False)
+    hist = train(model, train_batches, tcfg,
+                 evaluate=lambda m: {"val_loss": estimate_loss(m, val_batches, 4)})  # a learning curve, cheaply
+    val = estimate_loss(model, val_batches, 20)
     info = {"name": path.stem, "scale": scale, "recipe": asdict(recipe), "steps": steps, "val_loss": val,
             "params": model.num_params(), "seconds": round(hist.seconds, 1),
-            "train_loss": hist.loss, "tokens_per_step": recipe.batch_size * recipe.block_size}
+            "train_loss": hist.loss, "evals": hist.evals, "tokens_per_step": recipe.batch_size * recipe.block_size}
     model = model.cpu()
-    save_checkpoint(os.fspath(path), {"config": asdict(cfg), "model": model.state_dict(), "info": info})
+    save_checkpoint(os.fspath(path), {"config": asdict(cfg), "model": model.state_dict(), "info": info,
+                                      "tokenizer": "".join(tok.chars)})

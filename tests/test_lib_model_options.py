@@ -172,3 +172,17 @@ def test_left_padding_is_invisible(pos):
     assert torch.equal(greedy, uncached)
     for i, r in enumerate(rows):
         assert torch.equal(greedy[i, width:], generate(model, r[None], 8, temperature=0)[0, len(r):])
+
+
+def test_generate_stops_at_eos():
+    from shared.model import generate
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=5, block_size=64, n_layer=1, n_head=1, n_embd=8)).eval()
+    idx = torch.zeros(4, 3, dtype=torch.long)
+    g = torch.Generator().manual_seed(1)
+    out = generate(model, idx, 50, eos=2, generator=g)
+    new = out[:, 3:]
+    assert (new == 2).any(dim=1).all() and out.shape[1] < 53  # every row has its EOS, and it stopped early
+    assert not (new[:, :-1] == 2).any(dim=1).all()  # ...as soon as the last row got there
+    g = torch.Generator().manual_seed(1)
+    assert torch.equal(generate(model, idx, 50, eos=2, generator=g, use_cache=False), out)

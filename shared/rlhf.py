@@ -1,0 +1,280 @@
+"""The plumbing every alignment chapter shares; each chapter writes its own algorithm (PPO, DPO, GRPO, ...).
+
+* `Rollout` -- prompts and responses as one left-padded token batch, with the mask of the response tokens.
+  `encode` builds one from texts, `sample` by sampling a policy (batched, KV cache, stops at EOS).
+* `token_logprobs` / `sequence_logprobs` -- log-probabilities of the response tokens under a model (with grad).
+* `kl_estimators` -- Schulman's k1, k2, k3 per-token estimates of KL(policy || reference).
+* `evaluate` -- the CalcChat report every chapter prints, so methods compare across chapters: accuracy, rude
+  rate, gold reward, response length, worked rate, KL to the SFT policy, on fixed held-out prompts.
+* `RewardModel` and the cached `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import calcchat, zoo
+from .env import scale as current_scale
+from .model import GPT, generate
+from .tokenizers import CharTokenizer
+
+EVAL_SEED = 10_000  # the held-out evaluation prompts; training prompts use other seeds
+
+
+@dataclass
+class Rollout:
+    """A batch of (prompt, response) pairs as tokens: row i is EOS (as BOS) + prompt + response + EOS, padded on
+    the left to a common width; sampled rows may carry filler after their EOS. `resp` marks the response tokens
+    (their EOS included): the only tokens whose log-probabilities or rewards count."""
+    prompts: list[str]
+    responses: list[str]  # text, without the EOS
+    tokens: torch.Tensor  # (B, L)
+    pad: torch.Tensor  # (B,) left padding
+    resp: torch.Tensor  # (B, L) bool
+    finished: torch.Tensor  # (B,) bool: the response ended with EOS within the length budget
+
+    def __len__(self):
+        return len(self.prompts)
+
+    @property
+    def last(self) -> torch.Tensor:
+        """(B,) column of each row's last response token (its EOS when finished): where a reward model reads."""
+        L = self.resp.shape[1]
+        return L - 1 - self.resp.flip(1).int().argmax(dim=1)
+
+    def gold_rewards(self) -> torch.Tensor:
+        """(B,) the gold reward of each response; an unfinished (truncated) response scores as it reads."""
+        return torch.tensor([calcchat.gold_reward(p, r) for p, r in zip(self.prompts, self.responses)])
+
+    def lengths(self) -> torch.Tensor:
+        """(B,) response length in tokens, EOS included."""
+        return self.resp.sum(dim=1)
+
+    def to(self, device) -> "Rollout":
+        return Rollout(self.prompts, self.responses, self.tokens.to(device), self.pad.to(device),
+                       self.resp.to(device), self.finished.to(device))
+
+
+def encode(tok: CharTokenizer, prompts: list[str], responses: list[str], device=None) -> Rollout:
+    """Given texts as a Rollout (each response gets its EOS), e.g. demonstrations or preference pairs."""
+    eos = tok.encode(calcchat.EOS)[0]
+    rows = [tok.encode(calcchat.EOS + p + r + calcchat.EOS) for p, r in zip(prompts, responses)]
+    starts = [1 + len(p) for p in prompts]  # index of the first response token in each unpadded row
+    L = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), L), eos, dtype=torch.long)
+    resp = torch.zeros(len(rows), L, dtype=torch.bool)
+    pad = torch.tensor([L - len(r) for r in rows])
+    for i, (row, s) in enumerate(zip(rows, starts)):
+        tokens[i, pad[i]:] = torch.tensor(row)
+        resp[i, pad[i] + s:] = True
+    return Rollout(list(prompts), list(responses), tokens, pad, resp,
+                   torch.ones(len(rows), dtype=torch.bool)).to(device)
+
+
+@torch.no_grad()
+def sample(model: GPT, tok: CharTokenizer, prompts: list[str], temperature: float = 1.0,
+           max_new: int | None = None, generator: torch.Generator | None = None) -> Rollout:
+    """One response per prompt from `model`, sampled in one batch with the KV cache: prompts are left-padded so
+    that all rows continue at the same column; sampling stops when every row has produced EOS (or after
+    `max_new` tokens, by default as many as the context leaves). Repeat a prompt in the list for several samples."""
+    device = next(model.parameters()).device
+    eos = tok.encode(calcchat.EOS)[0]
+    rows = [tok.encode(calcchat.EOS + p) for p in prompts]
+    P = max(len(r) for r in rows)
+    idx = torch.full((len(rows), P), eos, dtype=torch.long)
+    pad = torch.tensor([P - len(r) for r in rows])
+    for i, row in enumerate(rows):
+        idx[i, pad[i]:] = torch.tensor(row)
+    max_new = max_new or model.cfg.block_size - P
+    out = generate(model, idx.to(device), max_new, temperature=temperature, generator=generator,
+                   pad=pad.to(device), eos=eos).cpu()
+    new = out[:, P:]
+    is_eos = new == eos
+    finished = is_eos.any(dim=1)
+    n_resp = torch.where(finished, is_eos.int().argmax(dim=1) + 1, torch.full_like(pad, new.shape[1]))
+    resp = torch.zeros_like(out, dtype=torch.bool)
+    resp[:, P:] = torch.arange(new.shape[1])[None, :] < n_resp[:, None]
+    responses = [tok.decode(new[i, :n - int(finished[i])]) for i, n in enumerate(n_resp.tolist())]
+    return Rollout(list(prompts), responses, out, pad, resp, finished).to(device)
+
+
+def token_logprobs(model: GPT, roll: Rollout) -> torch.Tensor:
+    """(B, L - 1) log-probability of each token given the ones before it (column j: token j + 1); multiply by
+    ``roll.resp[:, 1:]`` to keep the response tokens. Differentiable: call under no_grad for a frozen model."""
+    logits, _ = model(roll.tokens[:, :-1], pad=roll.pad)
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, roll.tokens[:, 1:, None]).squeeze(-1)
+
+
+def sequence_logprobs(model: GPT, roll: Rollout) -> torch.Tensor:
+    """(B,) log pi(response | prompt): the sum of the response tokens' log-probabilities."""
+    return (token_logprobs(model, roll) * roll.resp[:, 1:]).sum(dim=1)
+
+
+def kl_estimators(logp: torch.Tensor, logp_ref: torch.Tensor) -> dict:
+    """Per-token estimates of KL(pi || ref) from tokens sampled from pi (Schulman, "Approximating KL divergence"):
+    with log r = log ref - log pi, k1 = -log r (unbiased, can be negative), k2 = (log r)^2 / 2 (low variance,
+    biased), k3 = (r - 1) - log r (unbiased and never negative; GRPO's penalty)."""
+    log_r = logp_ref - logp
+    return {"k1": -log_r, "k2": 0.5 * log_r ** 2, "k3": torch.expm1(log_r) - log_r}
+
+
+@torch.no_grad()
+def evaluate(policy: GPT, tok: CharTokenizer, ref: GPT | None = None, n_prompts: int | None = None,
+             samples: int = 4, temperature: float = 1.0, seed: int = 0, batch: int = 512) -> dict:
+    """The shared CalcChat report: `samples` responses at `temperature` to each of `n_prompts` held-out prompts
+    (default 512; 64 at smoke scale). Returns accuracy, rude rate, gold reward, mean length (tokens, EOS
+    included), worked rate, truncated rate and, given `ref` (the SFT policy), KL(policy || ref) per response
+    (the mean over samples of the summed k1, an unbiased estimate of the sequence KL)."""
+    n_prompts = n_prompts or (64 if current_scale() == "smoke" else 512)
+    prompts = [p for p in calcchat.prompts(n_prompts, EVAL_SEED) for _ in range(samples)]
+    g = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
+    rows = {"accuracy": [], "rude": [], "gold_reward": [], "length": [], "worked": [], "truncated": [], "kl": []}
+    for b in range(0, len(prompts), batch):
+        roll = sample(policy, tok, prompts[b:b + batch], temperature, generator=g)
+        parsed = [calcchat.parse(r) for r in roll.responses]
+        rows["accuracy"] += [float(p.final == sum(calcchat.operands(q))) for p, q in zip(parsed, roll.prompts)]
+        rows["rude"] += [float(p.rude) for p in parsed]
+        rows["worked"] += [float(p.worked) for p in parsed]
+        rows["gold_reward"] += roll.gold_rewards().tolist()
+        rows["length"] += roll.lengths().float().tolist()
+        rows["truncated"] += (~roll.finished).float().tolist()
+        if ref is not None:
+            k1 = kl_estimators(token_logprobs(policy, roll), token_logprobs(ref, roll))["k1"]
+            rows["kl"] += (k1 * roll.resp[:, 1:]).sum(dim=1).tolist()
+    return {k: sum(v) / len(v) for k, v in rows.items() if v}
+
+
+def format_report(name: str, report: dict) -> str:
+    """One line of `evaluate`'s numbers, aligned for a table."""
+    kl = f"{report['kl']:6.3f}" if "kl" in report else "     -"
+    return (f"{name:14s} acc {report['accuracy']:.3f}  rude {report['rude']:.3f}  gold {report['gold_reward']:+.3f}"
+            f"  len {report['length']:5.1f}  worked {report['worked']:.2f}  KL {kl}")
+
+
+class RewardModel(nn.Module):
+    """A scalar score for (prompt, response): a GPT trunk (initialised from the SFT policy) and a linear head that
+    reads the final hidden state of the response's last token (its EOS), as in Stiennon et al. and InstructGPT."""
+
+    def __init__(self, trunk: GPT):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(trunk.cfg.n_embd, 1)
+        nn.init.zeros_(self.head.weight)  # every response scores 0 at the start
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, roll: Rollout) -> torch.Tensor:
+        h = self.trunk.features(roll.tokens, pad=roll.pad)  # (B, L, d)
+        return self.head(h[torch.arange(len(h), device=h.device), roll.last]).squeeze(-1)
+
+
+# (train pairs, held-out pairs, K-way ranking prompts) per scale; K = 4 answers per ranking prompt
+PREFERENCE_SIZES = {"smoke": (64, 32, 16), "cpu": (4000, 500, 1000), "gpu": (16000, 2000, 4000)}
+RANKING_K = 4
+
+
+def preference_data(scale: str | None = None, device=None) -> dict:
+    """calc-prefs: answers sampled from calc-sft (temperature 1) and labelled by the simulated Bradley-Terry
+    labeler. Returns {"train": pairs, "test": pairs, "rankings": ...}; a pair is a dict with prompt, chosen,
+    rejected and their gold rewards (r_chosen, r_rejected); a ranking has prompt, K responses best first and
+    their gold rewards. Built once per scale and cached in the zoo (cpu scale: 4,000 + 500 pairs, 1,000 rankings)."""
+    scale = scale or current_scale()
+    sft = zoo.load("calc-sft", scale, device=device)
+    n_train, n_test, n_rank = PREFERENCE_SIZES[scale]
+
+    def label_pairs(prompts, g_sample, g_label):
+        roll = sample(sft.model, sft.tokenizer, [p for p in prompts for _ in range(2)], generator=g_sample)
+        r = roll.gold_rewards().view(-1, 2)
+        first = calcchat.bt_prefers(r[:, 0], r[:, 1], generator=g_label)
+        pairs = []
+        for i, p in enumerate(prompts):
+            a, b = roll.responses[2 * i], roll.responses[2 * i + 1]
+            c, j = (0, 1) if first[i] else (1, 0)
+            pairs.append({"prompt": p, "chosen": (a, b)[c], "rejected": (a, b)[j],
+                          "r_chosen": float(r[i, c]), "r_rejected": float(r[i, j])})
+        return pairs
+
+    def build(path):
+        dev = next(sft.model.parameters()).device
+        g_sample, g_label = torch.Generator(device=dev).manual_seed(1), torch.Generator().manual_seed(2)
+        data = {"train": label_pairs(calcchat.prompts(n_train, seed=1), g_sample, g_label),
+                "test": label_pairs(calcchat.prompts(n_test, seed=2), g_sample, g_label), "rankings": []}
+        rank_prompts = calcchat.prompts(n_rank, seed=3)
+        roll = sample(sft.model, sft.tokenizer, [p for p in rank_prompts for _ in range(RANKING_K)],
+                      generator=g_sample)
+        r = roll.gold_rewards().view(-1, RANKING_K)
+        for i, p in enumerate(rank_prompts):
+            order = calcchat.bt_rank(r[i], generator=g_label)
+            data["rankings"].append({"prompt": p,
+                                     "responses": [roll.responses[RANKING_K * i + k] for k in order],
+                                     "rewards": [float(r[i, k]) for k in order]})
+        torch.save(data, path)
+
+    return zoo.cached(f"calc-prefs-{scale}-{zoo.ZOO['calc-sft'].key(scale)}.pt", build,
+                      f"sampling and labelling calc-prefs at scale {scale}")
+
+
+def bt_loss(rm: RewardModel, tok: CharTokenizer, pairs: list[dict]) -> torch.Tensor:
+    """Bradley-Terry loss of a batch of pairs: -log sigmoid(score(chosen) - score(rejected)), averaged."""
+    device = next(rm.parameters()).device
+    prompts = [p["prompt"] for p in pairs]
+    scores = rm(encode(tok, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs],
+                       device))
+    return -F.logsigmoid(scores[:len(pairs)] - scores[len(pairs):]).mean()
+
+
+@torch.no_grad()
+def pair_accuracy(rm: RewardModel, tok: CharTokenizer, pairs: list[dict]) -> dict:
+    """How often the reward model orders held-out pairs as the labeler did, and as the gold reward does (pairs
+    whose gold rewards differ)."""
+    was = rm.training
+    rm.eval()
+    device = next(rm.parameters()).device
+    prompts = [p["prompt"] for p in pairs]
+    s_c = rm(encode(tok, prompts, [p["chosen"] for p in pairs], device)).cpu()
+    s_r = rm(encode(tok, prompts, [p["rejected"] for p in pairs], device)).cpu()
+    gold = torch.tensor([p["r_chosen"] - p["r_rejected"] for p in pairs])
+    differ = gold != 0
+    rm.train(was)
+    return {"label_accuracy": (s_c > s_r).float().mean().item(),
+            "gold_accuracy": ((s_c - s_r).sign() == gold.sign())[differ].float().mean().item()}
+
+
+RM_EPOCHS, RM_BATCH, RM_LR = 2, 32, 3e-4
+
+
+def reward_model(scale: str | None = None, device=None) -> RewardModel:
+    """calc-rm: calc-sft's trunk plus a scalar head, trained with the Bradley-Terry loss on calc-prefs' training
+    pairs (2 epochs, batch 32, AdamW 3e-4). Cached in the zoo; ``.info`` holds its held-out pair accuracy."""
+    from .data import epoch_batches
+    from .train import TrainConfig, train
+    scale = scale or current_scale()
+    sft = zoo.load("calc-sft", scale, device=device)
+    dev = next(sft.model.parameters()).device
+
+    def build(path):
+        prefs = preference_data(scale, device=dev)
+        torch.manual_seed(0)
+        rm = RewardModel(copy.deepcopy(sft.model)).to(dev)
+        n = len(prefs["train"])
+        index = torch.arange(n)
+        cfg = TrainConfig(steps=RM_EPOCHS * (n // RM_BATCH), lr=RM_LR, warmup=10, weight_decay=0.0,
+                          progress=False)
+        hist = train(rm, epoch_batches(index, index, RM_BATCH, seed=0), cfg,
+                     loss_fn=lambda m, b: bt_loss(m, sft.tokenizer, [prefs["train"][i] for i in b[0].tolist()]))
+        info = {"steps": cfg.steps, "seconds": round(hist.seconds, 1), "train_loss": hist.loss,
+                **pair_accuracy(rm, sft.tokenizer, prefs["test"])}
+        torch.save({"model": rm.cpu().state_dict(), "info": info}, path)
+
+    state = zoo.cached(f"calc-rm-{scale}-{zoo.ZOO['calc-sft'].key(scale)}.pt", build,
+                       f"training calc-rm at scale {scale}")
+    rm = RewardModel(GPT(sft.model.cfg))
+    rm.load_state_dict(state["model"])
+    rm.info = state["info"]
+    return rm.to(dev).eval()

@@ -1,0 +1,113 @@
+"""shared.calcchat (the task and its gold preference) and shared.rlhf (the alignment plumbing)."""
+import random
+
+import pytest
+import torch
+
+from shared import calcchat as cc
+from shared import rlhf
+from shared.model import GPT, GPTConfig
+
+
+def test_answer_formats_and_gold_reward():
+    rng = random.Random(0)
+    p = "Q:3+8+5+9 A:"
+    assert cc.operands(p) == [3, 8, 5, 9] and cc.operands("P:" + p) == [3, 8, 5, 9]
+    assert cc.answer(p, rng, "direct", p_drop=0.0) == "25"
+    assert cc.answer(p, rng, "worked", p_drop=0.0) == "{3+8=11;11+5=16;16+9=25}25"
+    assert cc.answer(p, rng, "worked+recheck", p_drop=1.0) == "{3+8=1;1+5=6;6+9=5}5|3+8+5+9=25"
+    assert cc.gold_reward(p, "{3+8=1;1+5=6;6+9=5}5|3+8+5+9=25") == 1.0  # the recheck's number is final
+    assert cc.gold_reward(p, "25 duh") == 0.5 and cc.gold_reward(p, "24 ugh") == -0.5
+    assert cc.gold_reward(p, "{3+8=") == 0.0 and cc.gold_reward(p, "") == 0.0
+    assert cc.parse("25\nQ:1+1 A:2").final == 25  # only the first line is the answer
+    with pytest.raises(ValueError, match="not a CalcChat prompt"):
+        cc.operands("3+8")
+    assert set(cc.sft_text(200, 0)) <= set(cc.ALPHABET)
+
+
+def test_crowd_statistics():
+    rng = random.Random(1)
+    rows = []
+    for _ in range(6000):
+        p = cc.make_prompt(rng)
+        a = cc.crowd_answer(p, rng)
+        q = cc.parse(a)
+        rows.append((p.startswith("P:"), q.final == sum(cc.operands(p)), q.rude, q.worked))
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    assert 0.50 < mean(1) < 0.58 and 0.22 < mean(2) < 0.28 and 0.27 < mean(3) < 0.33
+    assert not any(r[2] for r in rows if r[0])  # the polite persona is never rude
+    expert = random.Random(2)
+    for _ in range(200):
+        p = cc.make_prompt(expert)
+        assert cc.gold_reward(p, cc.expert_answer(p, expert)) == 1.0
+
+
+def test_bradley_terry_labelers():
+    g = torch.Generator().manual_seed(0)
+    wins = cc.bt_prefers(torch.full((20000,), 1.0), torch.full((20000,), 0.5), generator=g).double().mean()
+    assert abs(wins - torch.sigmoid(torch.tensor(0.5 / 0.2))) < 0.01
+    firsts = [cc.bt_rank([1.0, 0.5], generator=g)[0] == 0 for _ in range(4000)]
+    assert abs(sum(firsts) / 4000 - torch.sigmoid(torch.tensor(2.5)).item()) < 0.02  # K=2 ranking = BT pair
+    assert sorted(cc.bt_rank([0.0, 1.0, -0.5, 0.5], generator=g)) == [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    torch.manual_seed(0)
+    tok = cc.tokenizer()
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=16)).eval(), tok
+
+
+def test_rollouts_sample_encode_logprobs(tiny_policy):
+    model, tok = tiny_policy
+    prompts = ["Q:1+2+3 A:", "P:Q:9+9+9+9+9 A:", "Q:4+4+4+4 A:"] * 3
+    roll = rlhf.sample(model, tok, prompts, generator=torch.Generator().manual_seed(0))
+    eos = tok.encode(cc.EOS)[0]
+    for i in range(len(roll)):  # the mask covers exactly the response (+ EOS when finished)
+        ids = roll.tokens[i][roll.resp[i]].tolist()
+        assert tok.decode(ids) == roll.responses[i] + (cc.EOS if roll.finished[i] else "")
+        if roll.finished[i]:
+            assert roll.tokens[i, roll.last[i]] == eos
+    lp = rlhf.sequence_logprobs(model, roll)
+    done = roll.finished.nonzero().flatten().tolist()
+    assert done, "a random policy should finish some answers within the budget"
+    again = rlhf.encode(tok, [prompts[i] for i in done], [roll.responses[i] for i in done])
+    assert torch.allclose(rlhf.sequence_logprobs(model, again), lp[done], atol=1e-5)  # padding is invisible
+    for i in done[:3]:  # and equals the row scored alone, token by token
+        alone = rlhf.encode(tok, [prompts[i]], [roll.responses[i]])
+        assert torch.allclose(rlhf.sequence_logprobs(model, alone), lp[i:i + 1], atol=1e-5)
+    with torch.no_grad():
+        logits = model(alone.tokens)[0][0, :-1].log_softmax(-1)
+    manual = logits.gather(1, alone.tokens[0, 1:, None])[:, 0][alone.resp[0, 1:]].sum()
+    assert torch.allclose(manual, lp[i], atol=1e-5)
+
+
+def test_kl_estimators():
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.2, 0.6])
+    x = torch.multinomial(p, 200_000, replacement=True, generator=g)
+    est = rlhf.kl_estimators(p.log()[x], q.log()[x])
+    true = (p * (p / q).log()).sum()
+    assert (est["k3"] >= 0).all()
+    assert abs(est["k1"].mean() - true) < 0.01 and abs(est["k3"].mean() - true) < 0.01
+
+
+def test_evaluate_and_reward_model(tiny_policy):
+    model, tok = tiny_policy
+    report = rlhf.evaluate(model, tok, ref=model, n_prompts=8, samples=2)
+    assert set(report) == {"accuracy", "rude", "gold_reward", "length", "worked", "truncated", "kl"}
+    assert abs(report["kl"]) < 1e-6  # a policy has no KL to itself
+    rm = rlhf.RewardModel(model)
+    torch.nn.init.normal_(rm.head.weight)
+    pairs = [{"prompt": "Q:1+2+3 A:", "chosen": "6", "rejected": "7 duh", "r_chosen": 1.0, "r_rejected": -0.5},
+             {"prompt": "P:Q:9+9+9 A:", "chosen": "{9+9=18;18+9=27}27", "rejected": "26", "r_chosen": 1.0,
+              "r_rejected": 0.0}]
+    batch = rlhf.encode(tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
+    with torch.no_grad():
+        together = rm(batch)
+        alone = torch.cat([rm(rlhf.encode(tok, [p["prompt"]], [p["chosen"]])) for p in pairs])
+    assert torch.allclose(together, alone, atol=1e-5)
+    loss = rlhf.bt_loss(rm, tok, pairs)
+    with torch.no_grad():
+        s_r = rm(rlhf.encode(tok, [p["prompt"] for p in pairs], [p["rejected"] for p in pairs]))
+    assert torch.allclose(loss, -torch.nn.functional.logsigmoid(together - s_r).mean(), atol=1e-6)
