@@ -151,45 +151,33 @@ def bt_prefers(r1: float | torch.Tensor, r2: float | torch.Tensor, generator: to
     return torch.rand(p.shape, generator=generator, dtype=torch.float64) < p
 
 
-def sft_batches(batch_size: int, block_size: int, seed: int = 0, n_docs: int = 60_000, expert: bool = False,
-                device=None):
+def sft_batches(batch_size: int, block_size: int, seed: int = 0, expert: bool = False, device=None):
     """(tokenizer, train get_batch, validation get_batch) for supervised fine-tuning on demonstrations (crowd, or
     expert). A row is "\n" followed by whole documents (prompt, response, "\n") packed up to `block_size`, the
     first starting at position 0 as at sampling time. Targets of prompt characters are -1 (ignored by the loss):
-    the model learns to answer, not to predict random questions. A step's batch depends only on (seed, step).
-    Validation documents come from another seed."""
+    the model learns to answer, not to predict random questions. Documents are drawn fresh for every step, from
+    a generator seeded by (seed, step): the batch of a step never changes. Validation uses another seed."""
     tok = tokenizer()
+    eos = tok.encode(EOS)[0]
 
-    def docs(n, s):
-        rng = random.Random(s)
-        out = []
-        for _ in range(n):
-            p = make_prompt(rng)
-            r = expert_answer(p, rng) if expert else crowd_answer(p, rng)
-            ids = tok.encode(p + r + EOS)
-            out.append((ids, [-1] * len(p) + ids[len(p):]))
-        return out
-
-    def batcher(pool, base_seed):
-        eos = tok.encode(EOS)[0]
-
+    def batcher(base_seed):
         def get_batch(step: int):
             rng = random.Random(base_seed * 1_000_003 + step)
             xs, ys = [], []
             for _ in range(batch_size):
                 row, tgt = [eos], []
                 while len(tgt) < block_size:
-                    ids, targets = pool[rng.randrange(len(pool))]
+                    p = make_prompt(rng)
+                    ids = tok.encode(p + (expert_answer(p, rng) if expert else crowd_answer(p, rng)) + EOS)
                     row += ids
-                    tgt += targets
+                    tgt += [-1] * len(p) + ids[len(p):]
                 xs.append(row[:block_size])
                 ys.append(tgt[:block_size])
             x, y = torch.tensor(xs), torch.tensor(ys)
             return (x.to(device), y.to(device)) if device is not None else (x, y)
         return get_batch
 
-    train_docs, val_docs = docs(n_docs, seed), docs(max(1, n_docs // 20), seed + 1)
-    return tok, batcher(train_docs, seed), batcher(val_docs, seed + 1)
+    return tok, batcher(seed), batcher(seed + 1)
 
 
 def bt_rank(rewards, generator: torch.Generator | None = None) -> list[int]:

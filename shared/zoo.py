@@ -70,11 +70,13 @@ ZOO: dict[str, Recipe] = {
     "sweep-l": _sweep(2, 64, 4),
     "sweep-xl": _sweep(3, 80, 4),
     "sweep-xxl": _sweep(3, 96, 4),
-    # CalcChat's supervised policy: imitates the fallible crowd (accuracy ~0.55, a quarter rude). Context 80 fits
-    # the longest answer (a worked 5-operand sum with a recheck and a rude suffix) after the longest prompt.
-    "calc-sft": Recipe("CalcChat SFT policy: char GPT, 4 layers, d=96, 4 heads, context 80, dropout 0.1",
-                       n_layer=4, n_head=4, n_embd=96, block_size=80, dropout=0.1, batch_size=64, lr=3e-3,
-                       steps={"smoke": 50, "cpu": 600, "gpu": 3000}, corpus="calcchat"),
+    # CalcChat's supervised policy: imitates the fallible crowd. Context 80 fits the longest answer (a worked
+    # 5-operand sum with a recheck and a rude suffix) after the longest prompt. Learning to copy operands and add
+    # takes many small steps rather than big batches: at 600 steps of 64 rows sampled accuracy was 0.16, at 5,000
+    # steps of 16 rows (same time) 0.52 -- worked answers 0.84 right, direct ones 0.32 (the crowd's: 0.90, 0.39).
+    "calc-sft": Recipe("CalcChat SFT policy: char GPT, 4 layers, d=64, 4 heads, context 80 (~0.2M parameters)",
+                       n_layer=4, n_head=4, n_embd=64, block_size=80, batch_size=16, lr=3e-3,
+                       steps={"smoke": 50, "cpu": 5000, "gpu": 20000}, corpus="calcchat"),
 }
 
 
