@@ -7,6 +7,9 @@
 * `evaluate` -- the CalcChat report every chapter prints, so methods compare across chapters: accuracy, rude
   rate, gold reward, response length, worked rate, KL to the SFT policy, on fixed held-out prompts.
 * `RewardModel` and the cached `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
+* For policy-gradient chapters: `ValueModel` (a critic on a GPT trunk), `token_rewards` (KL penalty on every
+  token, the sequence reward on the last), `gae` over a padded batch, `masked_mean` / `masked_whiten`, and
+  `Rollout.select` for minibatches. The GAE and PPO chapters derive these; later chapters import them.
 """
 from __future__ import annotations
 
@@ -56,6 +59,12 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         """(B,) response length in tokens, EOS included."""
         return self.resp.sum(dim=1)
+
+    def select(self, idx: torch.Tensor) -> "Rollout":
+        """The rows `idx` (a 1-D index tensor), e.g. a PPO minibatch."""
+        pick = idx.tolist()
+        return Rollout([self.prompts[i] for i in pick], [self.responses[i] for i in pick], self.tokens[idx],
+                       self.pad[idx], self.resp[idx], self.finished[idx])
 
     def to(self, device) -> "Rollout":
         return Rollout(self.prompts, self.responses, self.tokens.to(device), self.pad.to(device),
@@ -123,6 +132,56 @@ def kl_estimators(logp: torch.Tensor, logp_ref: torch.Tensor) -> dict:
     biased), k3 = (r - 1) - log r (unbiased and never negative; GRPO's penalty)."""
     log_r = logp_ref - logp
     return {"k1": -log_r, "k2": 0.5 * log_r ** 2, "k3": torch.expm1(log_r) - log_r}
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the positions where mask is true (e.g. response tokens)."""
+    return (x * mask).sum() / mask.sum()
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x shifted and scaled to mean 0, std 1 over the masked positions; 0 elsewhere (advantage normalisation)."""
+    mu = masked_mean(x, mask)
+    return (x - mu) / masked_mean((x - mu) ** 2, mask).sqrt().clamp(min=eps) * mask
+
+
+def token_rewards(roll: Rollout, logp: torch.Tensor, logp_ref: torch.Tensor, beta: float,
+                  reward: torch.Tensor) -> torch.Tensor:
+    """(B, L - 1) per-token rewards aligned with `token_logprobs`: -beta * (log pi - log ref) on every response
+    token (a sampled estimate of the KL penalty), plus the sequence reward (B,) on the last response token."""
+    rewards = -beta * (logp - logp_ref) * roll.resp[:, 1:]
+    rows = torch.arange(len(roll), device=rewards.device)
+    rewards[rows, roll.last - 1] += reward.to(rewards)
+    return rewards
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalized advantage estimates of a padded batch (..., T), by one backward scan:
+    A_t = delta_t + gamma * lam * A_{t+1}, delta_t = r_t + gamma * V_{t+1} - V_t. The value after a row's last
+    masked step is 0 (the episode ended); steps outside the mask get advantage 0."""
+    next_values = torch.nn.functional.pad((values * mask)[..., 1:], (0, 1))
+    delta = (rewards + gamma * next_values - values) * mask
+    adv, running = torch.zeros_like(delta), torch.zeros_like(delta[..., 0])
+    for t in reversed(range(delta.shape[-1])):
+        running = delta[..., t] + gamma * lam * running
+        adv[..., t] = running
+    return adv * mask
+
+
+class ValueModel(nn.Module):
+    """A critic: a GPT trunk (e.g. a copy of the policy) and a zero-initialised linear head giving the value of
+    the text up to each position, (B, L - 1), aligned with `token_logprobs` (column j: the state before token
+    j + 1)."""
+
+    def __init__(self, trunk: GPT):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(trunk.cfg.n_embd, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, roll: Rollout) -> torch.Tensor:
+        return self.head(self.trunk.features(roll.tokens[:, :-1], pad=roll.pad)).squeeze(-1)
 
 
 @torch.no_grad()

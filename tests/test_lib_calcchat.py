@@ -111,3 +111,33 @@ def test_evaluate_and_reward_model(tiny_policy):
     with torch.no_grad():
         s_r = rm(rlhf.encode(tok, [p["prompt"] for p in pairs], [p["rejected"] for p in pairs]))
     assert torch.allclose(loss, -torch.nn.functional.logsigmoid(together - s_r).mean(), atol=1e-6)
+
+
+def test_policy_gradient_pieces(tiny_policy):
+    model, tok = tiny_policy
+    # GAE: lambda = 0 gives the TD residuals, lambda = 1 the return minus the value; padding gets nothing
+    r = torch.tensor([[0.0, 0.5, 0.0, 1.0, 7.0, 7.0]], dtype=torch.float64)
+    v = torch.tensor([[0.2, 0.4, 0.1, 0.3, 9.0, 9.0]], dtype=torch.float64)
+    m = torch.tensor([[1.0, 1, 1, 1, 0, 0]], dtype=torch.float64)
+    g = 0.9
+    td = torch.tensor([[0 + g * 0.4 - 0.2, 0.5 + g * 0.1 - 0.4, 0 + g * 0.3 - 0.1, 1.0 - 0.3, 0, 0]])
+    assert torch.allclose(rlhf.gae(r, v, m, g, 0.0), td.double())
+    ret = torch.tensor([[0.5 * g + g ** 3, 0.5 + g ** 2, g, 1.0]], dtype=torch.float64)
+    assert torch.allclose(rlhf.gae(r, v, m, g, 1.0)[:, :4], ret - v[:, :4])
+    assert (rlhf.gae(r, v, m, g, 0.7)[:, 4:] == 0).all()
+    x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mk = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    assert rlhf.masked_mean(x, mk) == 2.0
+    w = rlhf.masked_whiten(x, mk)
+    assert torch.allclose(w, torch.tensor([[-1.2247, 0.0, 1.2247, 0.0]]), atol=1e-4)
+    # token rewards: the KL penalty on every response token, the sequence reward on the last one
+    roll = rlhf.encode(tok, ["Q:1+2+3 A:", "P:Q:4+4+4+4 A:"], ["6", "{4+4=8;8+4=12;12+4=16}16"])
+    lp, lp_ref = torch.randn(2, roll.tokens.shape[1] - 1), torch.randn(2, roll.tokens.shape[1] - 1)
+    tr = rlhf.token_rewards(roll, lp, lp_ref, 0.1, torch.tensor([1.0, -0.5]))
+    resp = roll.resp[:, 1:]
+    assert torch.allclose(tr.sum(1), (-0.1 * (lp - lp_ref) * resp).sum(1) + torch.tensor([1.0, -0.5]))
+    assert (tr[~resp] == 0).all()
+    critic = rlhf.ValueModel(model)
+    assert critic(roll).shape == lp.shape and (critic(roll) == 0).all()
+    sub = roll.select(torch.tensor([1]))
+    assert sub.responses == ["{4+4=8;8+4=12;12+4=16}16"] and torch.equal(sub.tokens[0], roll.tokens[1])
