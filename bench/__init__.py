@@ -1,0 +1,1 @@
+"""Benchmarks of the course library (see backbone.py)."""
