@@ -8,7 +8,7 @@
   rate, gold reward, response length, worked rate, KL to the SFT policy, on fixed held-out prompts.
 * `RewardModel` and the cached `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
 * For policy-gradient chapters: `ValueModel` (a critic on a GPT trunk), `token_rewards` (KL penalty on every
-  token, the sequence reward on the last), `gae` over a padded batch, `masked_mean` / `masked_whiten`, and
+  token, the sequence reward on the last), `gae` over a padded batch, `clipped_surrogate`, `masked_mean` / `masked_whiten`, and
   `Rollout.select` for minibatches. The GAE and PPO chapters derive these; later chapters import them.
 """
 from __future__ import annotations
@@ -143,6 +143,12 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     """x shifted and scaled to mean 0, std 1 over the masked positions; 0 elsewhere (advantage normalisation)."""
     mu = masked_mean(x, mask)
     return (x - mu) / masked_mean((x - mu) ** 2, mask).sqrt().clamp(min=eps) * mask
+
+
+def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
+    """PPO's per-token objective min(r A, clip(r, 1 - eps, 1 + eps) A), r = pi / pi_old (derived in the PPO
+    chapter; GRPO uses it too)."""
+    return torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
 
 
 def token_rewards(roll: Rollout, logp: torch.Tensor, logp_ref: torch.Tensor, beta: float,
