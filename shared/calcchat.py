@@ -143,11 +143,17 @@ def gold_reward(prompt: str, response: str) -> float:
     return float(p.final == sum(operands(prompt))) - 0.5 * float(p.rude)
 
 
+def bt_probability(r1: float | torch.Tensor, r2: float | torch.Tensor) -> torch.Tensor:
+    """The probability that a simulated labeler prefers an answer with gold reward r1 to one with r2:
+    Bradley-Terry, sigmoid((r1 - r2) / BT_TEMPERATURE); 1/2 for a tie."""
+    r1, r2 = torch.as_tensor(r1, dtype=torch.float64), torch.as_tensor(r2, dtype=torch.float64)
+    return torch.sigmoid((r1 - r2) / BT_TEMPERATURE)
+
+
 def bt_prefers(r1: float | torch.Tensor, r2: float | torch.Tensor, generator: torch.Generator | None = None):
     """A simulated labeler's choice between answers with gold rewards r1 and r2: True (or a bool tensor) where the
-    first is preferred, drawn with Bradley-Terry probability sigmoid((r1 - r2) / BT_TEMPERATURE)."""
-    r1, r2 = torch.as_tensor(r1, dtype=torch.float64), torch.as_tensor(r2, dtype=torch.float64)
-    p = torch.sigmoid((r1 - r2) / BT_TEMPERATURE)
+    first is preferred, drawn with probability `bt_probability(r1, r2)`."""
+    p = bt_probability(r1, r2)
     return torch.rand(p.shape, generator=generator, dtype=torch.float64) < p
 
 

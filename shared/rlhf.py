@@ -8,8 +8,12 @@
   rate, gold reward, response length, worked rate, KL to the SFT policy, on fixed held-out prompts.
 * `RewardModel` and the cached `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
 * For policy-gradient chapters: `ValueModel` (a critic on a GPT trunk), `token_rewards` (KL penalty on every
-  token, the sequence reward on the last), `gae` over a padded batch, `clipped_surrogate`, `masked_mean` / `masked_whiten`, and
-  `Rollout.select` for minibatches. The GAE and PPO chapters derive these; later chapters import them.
+  token, the sequence reward on the last), `gae` over a padded batch, `clipped_surrogate`, `masked_mean` /
+  `masked_whiten`, and `Rollout.select` for minibatches. The GAE and PPO chapters derive these.
+* PPO for a language model, as the PPO chapter builds it: `ActorCritic` (value head on the policy trunk),
+  `PPOConfig`, `ppo_batch`, `ppo_loss`, `ppo_update`, `step_kl`, and `ppo`, the whole loop against any reward
+  function (the gold reward, or a reward model in the RLHF chapters).
+* `win_rate` -- how often the gold labeler prefers one policy's answers to another's, or to the crowd's.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import copy
 import math
 import os
 import random
+import time
 from dataclasses import dataclass
 
 import torch
@@ -190,6 +195,157 @@ class ValueModel(nn.Module):
         return self.head(self.trunk.features(roll.tokens[:, :-1], pad=roll.pad)).squeeze(-1)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# PPO for a language model, derived in the PPO chapter; the GAE, reward-model and InstructGPT chapters import it.
+
+class ActorCritic(nn.Module):
+    """PPO's learner: the policy GPT and a value head on its trunk (a linear layer, zero-initialised so that V = 0
+    at the start). One trunk pass gives both."""
+
+    def __init__(self, policy: GPT):
+        super().__init__()
+        self.policy = policy
+        self.value_head = nn.Linear(policy.cfg.n_embd, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, roll: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi of every vocabulary token (B, L - 1, V), values (B, L - 1)); column j is the state after token j,
+        whose action is token j + 1 (aligned with `token_logprobs`)."""
+        h = self.policy.features(roll.tokens[:, :-1], pad=roll.pad)
+        return torch.log_softmax(self.policy.lm_head(h).float(), dim=-1), self.value_head(h).squeeze(-1).float()
+
+
+def taken(logprobs_all: torch.Tensor, roll: Rollout) -> torch.Tensor:
+    """(B, L - 1) the log-probability of the token actually taken at each column, from (B, L - 1, V)."""
+    return logprobs_all.gather(-1, roll.tokens[:, 1:, None]).squeeze(-1)
+
+
+@dataclass
+class PPOConfig:
+    """Everything a PPO run on CalcChat needs; the defaults are the PPO chapter's cpu-scale settings."""
+    iters: int = 30  # iterations: sample a batch, then `epochs` passes of minibatch updates on it
+    prompts: int = 32  # fresh training prompts per iteration (seeds prompt_seed + iteration)
+    samples: int = 4  # responses per prompt
+    lr: float = 5e-5  # Adam, policy and value head together
+    beta: float = 0.05  # KL penalty towards the reference (SFT) policy, per token
+    gamma: float = 1.0
+    lam: float = 0.95  # GAE
+    epochs: int = 8
+    minibatch: int = 32  # responses per gradient step
+    clip: bool = True  # False: the unclipped surrogate L_CPI
+    clip_eps: float = 0.2
+    vf_coef: float = 0.1
+    grad_clip: float = 1.0
+    target_kl: float | None = None  # Spinning Up's early stop on approximate KL; None: every epoch runs
+    temperature: float = 1.0  # sampling temperature of the rollouts
+    prompt_seed: int = 1_000  # training prompts; the evaluation uses EVAL_SEED
+
+
+@torch.no_grad()
+def ppo_batch(ac: ActorCritic, ref: GPT, roll: Rollout, reward: torch.Tensor, cfg: PPOConfig) -> dict:
+    """What the update needs from one rollout, computed once at theta_old: the response mask, log pi_old (all
+    tokens and taken), the per-token rewards (KL penalty plus the sequence `reward` (B,) at the last token), GAE
+    advantages whitened over the response tokens, and the value targets (advantage + V)."""
+    mask = roll.resp[:, 1:].float()
+    logprobs_all, values = ac(roll)
+    logp, logp_ref = taken(logprobs_all, roll), token_logprobs(ref, roll)
+    rewards = token_rewards(roll, logp, logp_ref, cfg.beta, reward)
+    values = values * mask
+    adv = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    return {"mask": mask, "logprobs_all": logprobs_all, "logp": logp, "logp_ref": logp_ref, "rewards": rewards,
+            "adv": masked_whiten(adv, mask), "returns": (adv + values) * mask}
+
+
+def ppo_loss(logp: torch.Tensor, values: torch.Tensor, old: dict, mask: torch.Tensor, clip_eps: float = 0.2,
+             clip: bool = True, vf_coef: float = 0.1) -> tuple[torch.Tensor, dict]:
+    """-L_CLIP (or -L_CPI with clip=False) averaged over the response tokens, plus vf_coef times the value loss
+    (half the squared error to the returns). `old` holds the rollout's logp, adv and returns. Returns the loss and
+    the diagnostics: clip fraction (tokens with |ratio - 1| > eps) and approximate KL E[log pi_old - log pi]."""
+    ratio = torch.exp(logp - old["logp"])
+    surrogate = clipped_surrogate(ratio, old["adv"], clip_eps) if clip else ratio * old["adv"]
+    value_loss = 0.5 * masked_mean((values - old["returns"]) ** 2, mask)
+    loss = -masked_mean(surrogate, mask) + vf_coef * value_loss
+    with torch.no_grad():
+        stats = {"clip_frac": masked_mean(((ratio - 1).abs() > clip_eps).float(), mask).item(),
+                 "approx_kl": masked_mean(old["logp"] - logp, mask).item(), "value_loss": value_loss.item()}
+    return loss, stats
+
+
+def ppo_update(ac: ActorCritic, opt: torch.optim.Optimizer, roll: Rollout, batch: dict, cfg: PPOConfig,
+               generator: torch.Generator | None = None, aux_loss=None) -> list[dict]:
+    """`cfg.epochs` passes of shuffled minibatches over one rollout (Spinning Up's PPO-clip loop, with its optional
+    early stop). `aux_loss(policy)`, if given, is added to every minibatch's loss (InstructGPT's PPO-ptx term).
+    Returns the diagnostics of every step."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    stats = []
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(roll), generator=generator).to(roll.tokens.device)
+        for idx in order.split(cfg.minibatch):
+            mb = roll.select(idx)
+            logprobs_all, values = ac(mb)
+            old = {k: batch[k][idx] for k in ("logp", "adv", "returns")}
+            loss, st = ppo_loss(taken(logprobs_all, mb), values, old, batch["mask"][idx], cfg.clip_eps, cfg.clip,
+                                cfg.vf_coef)
+            if cfg.target_kl is not None and st["approx_kl"] > 1.5 * cfg.target_kl:
+                return stats
+            if aux_loss is not None:
+                aux = aux_loss(ac.policy)
+                loss = loss + aux
+                st["aux_loss"] = aux.item()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            stats.append(st)
+    return stats
+
+
+@torch.no_grad()
+def step_kl(logprobs_old: torch.Tensor, logprobs_new: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean over response tokens of the exact KL(pi_old(.|s) || pi_new(.|s)) over the whole vocabulary."""
+    return masked_mean((logprobs_old.exp() * (logprobs_old - logprobs_new)).sum(-1), mask).item()
+
+
+def ppo(ref: GPT, tok: CharTokenizer, reward_fn, cfg: PPOConfig, seed: int = 0, aux_loss=None):
+    """PPO from the reference policy `ref` (copied; `ref` stays frozen as the KL anchor). Every iteration samples
+    `cfg.samples` responses to `cfg.prompts` fresh prompts, scores them with `reward_fn(rollout) -> (B,)` (the gold
+    reward, a reward model, ...), and runs `ppo_update`. Returns (the trained ActorCritic, its history): per
+    iteration the batch's mean reward, gold reward, accuracy, rude rate, length, KL to `ref` per response (summed
+    k1), the exact step KL(pi_old || pi_new), clip fraction, approximate KL, value loss and seconds."""
+    torch.manual_seed(seed)
+    device = next(ref.parameters()).device
+    ac = ActorCritic(copy.deepcopy(ref).eval()).to(device)  # eval(): no dropout, so ratios start at exactly 1
+    opt = torch.optim.Adam(ac.parameters(), lr=cfg.lr)
+    g_sample = torch.Generator(device=device).manual_seed(seed)
+    g_order = torch.Generator().manual_seed(seed + 1)
+    keys = ("reward", "gold", "accuracy", "rude", "length", "kl", "step_kl", "clip_frac", "approx_kl", "value_loss",
+            "seconds")
+    hist = {k: [] for k in keys}
+    for it in range(cfg.iters):
+        began = time.perf_counter()
+        prompts = [p for p in calcchat.prompts(cfg.prompts, seed=cfg.prompt_seed + it) for _ in range(cfg.samples)]
+        roll = sample(ac.policy, tok, prompts, cfg.temperature, generator=g_sample)
+        with torch.no_grad():
+            reward = reward_fn(roll).float()
+        batch = ppo_batch(ac, ref, roll, reward, cfg)
+        stats = ppo_update(ac, opt, roll, batch, cfg, generator=g_order, aux_loss=aux_loss)
+        with torch.no_grad():
+            new_logprobs_all, _ = ac(roll)
+        parsed = [calcchat.parse(r) for r in roll.responses]
+        hist["reward"].append(reward.mean().item())
+        hist["gold"].append(roll.gold_rewards().mean().item())
+        hist["accuracy"].append(sum(p.final == sum(calcchat.operands(q)) for p, q in zip(parsed, prompts)) / len(roll))
+        hist["rude"].append(sum(p.rude for p in parsed) / len(roll))
+        hist["length"].append(roll.lengths().float().mean().item())
+        hist["kl"].append(((batch["logp"] - batch["logp_ref"]) * batch["mask"]).sum(1).mean().item())
+        hist["step_kl"].append(step_kl(batch["logprobs_all"], new_logprobs_all, batch["mask"]))
+        for k in ("clip_frac", "approx_kl", "value_loss"):
+            hist[k].append(sum(s[k] for s in stats) / max(1, len(stats)))
+        hist["seconds"].append(time.perf_counter() - began)
+    return ac, hist
+
+
 @torch.no_grad()
 def evaluate(policy: GPT, tok: CharTokenizer, ref: GPT | None = None, n_prompts: int | None = None,
              samples: int = 4, temperature: float = 1.0, seed: int = 0, batch: int = 512) -> dict:
@@ -214,6 +370,36 @@ def evaluate(policy: GPT, tok: CharTokenizer, ref: GPT | None = None, n_prompts:
             k1 = kl_estimators(token_logprobs(policy, roll), token_logprobs(ref, roll))["k1"]
             rows["kl"] += (k1 * roll.resp[:, 1:]).sum(dim=1).tolist()
     return {k: sum(v) / len(v) for k, v in rows.items() if v}
+
+
+@torch.no_grad()
+def win_rate(policy: GPT, tok: CharTokenizer, baseline: GPT | str, n_prompts: int | None = None, samples: int = 4,
+             temperature: float = 1.0, seed: int = 0) -> dict:
+    """How often the gold labeler prefers `policy`'s answers to `baseline`'s on the held-out evaluation prompts
+    (default 512; 64 at smoke scale), `samples` answers from each per prompt. `baseline` is another policy, sampled
+    the same way, or "crowd": the human demonstrators' own answers (`calcchat.crowd_answer`). The win rate is the
+    mean Bradley-Terry probability of preferring the policy's answer (a tie counts 1/2), the labeler's expected
+    vote without its coin flips; "se" is its standard error over prompts."""
+    n_prompts = n_prompts or (64 if current_scale() == "smoke" else 512)
+    prompts = [p for p in calcchat.prompts(n_prompts, EVAL_SEED) for _ in range(samples)]
+    device = next(policy.parameters()).device
+
+    def answers(model):
+        g = torch.Generator(device=device).manual_seed(seed)
+        return [r for b in range(0, len(prompts), 512)
+                for r in sample(model, tok, prompts[b:b + 512], temperature, generator=g).responses]
+
+    ours = answers(policy)
+    if isinstance(baseline, str):
+        if baseline != "crowd":
+            raise ValueError(f'baseline must be a GPT policy or "crowd", got {baseline!r}')
+        rng = random.Random(seed)
+        theirs = [calcchat.crowd_answer(p, rng) for p in prompts]
+    else:
+        theirs = answers(baseline)
+    gold = [torch.tensor([calcchat.gold_reward(p, r) for p, r in zip(prompts, rs)]) for rs in (ours, theirs)]
+    per_prompt = calcchat.bt_probability(*gold).view(n_prompts, samples).mean(dim=1)
+    return {"win_rate": per_prompt.mean().item(), "se": (per_prompt.std() / math.sqrt(n_prompts)).item()}
 
 
 def format_report(name: str, report: dict) -> str:

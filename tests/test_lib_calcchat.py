@@ -49,6 +49,7 @@ def test_bradley_terry_labelers():
     firsts = [cc.bt_rank([1.0, 0.5], generator=g)[0] == 0 for _ in range(4000)]
     assert abs(sum(firsts) / 4000 - torch.sigmoid(torch.tensor(2.5)).item()) < 0.02  # K=2 ranking = BT pair
     assert sorted(cc.bt_rank([0.0, 1.0, -0.5, 0.5], generator=g)) == [0, 1, 2, 3]
+    assert cc.bt_probability(0.5, 0.5) == 0.5 and cc.bt_probability(1.0, -0.5) + cc.bt_probability(-0.5, 1.0) == 1
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,56 @@ def test_policy_gradient_pieces(tiny_policy):
     assert critic(roll).shape == lp.shape and (critic(roll) == 0).all()
     sub = roll.select(torch.tensor([1]))
     assert sub.responses == ["{4+4=8;8+4=12;12+4=16}16"] and torch.equal(sub.tokens[0], roll.tokens[1])
+
+
+def test_ppo_pieces(tiny_policy):
+    import copy
+    model, tok = tiny_policy
+    ac = rlhf.ActorCritic(copy.deepcopy(model))
+    roll = rlhf.encode(tok, ["Q:1+2+3 A:", "P:Q:4+4+4+4 A:", "Q:9+9+9 A:"], ["6", "{4+4=8;8+4=12;12+4=16}16", "26 duh"])
+    logprobs_all, values = ac(roll)
+    assert (values == 0).all() and torch.allclose(rlhf.taken(logprobs_all, roll), rlhf.token_logprobs(model, roll))
+    cfg = rlhf.PPOConfig(beta=0.1)
+    batch = rlhf.ppo_batch(ac, model, roll, roll.gold_rewards(), cfg)
+    mask = batch["mask"]
+    assert torch.allclose(rlhf.masked_mean(batch["adv"], mask), torch.tensor(0.0), atol=1e-6)
+    # at theta_old the clipped loss has the policy gradient's gradient, and clip=False changes nothing there
+    logp = rlhf.taken(ac(roll)[0], roll)
+    params = list(ac.policy.parameters())
+    loss, stats = rlhf.ppo_loss(logp, torch.zeros_like(logp), batch, mask, 0.2, True, vf_coef=0.0)
+    assert stats["clip_frac"] == 0 and abs(stats["approx_kl"]) < 1e-6
+    g1 = torch.autograd.grad(loss, params, retain_graph=True)
+    g2 = torch.autograd.grad(-rlhf.masked_mean(logp * batch["adv"], mask), params)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g1, g2))
+    # far from theta_old the clip caps the objective: ratio 2 on a positive advantage counts as 1.2
+    old = {"logp": torch.zeros(1, 1), "adv": torch.ones(1, 1), "returns": torch.zeros(1, 1)}
+    lp2 = torch.full((1, 1), float(torch.tensor(2.0).log()))
+    assert torch.isclose(rlhf.ppo_loss(lp2, torch.zeros(1, 1), old, torch.ones(1, 1), 0.2, True, 0.0)[0],
+                         torch.tensor(-1.2))
+    assert torch.isclose(rlhf.ppo_loss(lp2, torch.zeros(1, 1), old, torch.ones(1, 1), 0.2, False, 0.0)[0],
+                         torch.tensor(-2.0))
+    # an update moves the policy, calls the auxiliary loss on every step, and the loop logs every iteration
+    calls = []
+
+    def aux(policy):
+        calls.append(1)
+        return 0.0 * sum(p.sum() for p in policy.parameters())
+
+    opt = torch.optim.Adam(ac.parameters(), lr=1e-2)
+    stats = rlhf.ppo_update(ac, opt, roll, batch, rlhf.PPOConfig(epochs=2, minibatch=2), aux_loss=aux)
+    assert len(stats) == len(calls) == 4
+    assert rlhf.step_kl(batch["logprobs_all"], ac(roll)[0].detach(), mask) > 0
+    cfg = rlhf.PPOConfig(iters=2, prompts=3, samples=2, epochs=1, minibatch=3)
+    trained, hist = rlhf.ppo(model, tok, lambda r: -r.lengths().float(), cfg, seed=0)  # reward: be brief
+    assert all(len(v) == 2 for v in hist.values()) and isinstance(trained, rlhf.ActorCritic)
+    assert any((a != b).any() for a, b in zip(trained.policy.parameters(), model.parameters()))
+
+
+def test_win_rate(tiny_policy):
+    model, tok = tiny_policy
+    same = rlhf.win_rate(model, tok, model, n_prompts=8, samples=2)
+    assert same["win_rate"] == 0.5 and same["se"] == 0.0  # the same samples: every pair is a tie
+    crowd = rlhf.win_rate(model, tok, "crowd", n_prompts=8, samples=2)
+    assert 0.0 <= crowd["win_rate"] <= 0.5  # a random model is never right, so it can at best tie the crowd
+    with pytest.raises(ValueError, match="crowd"):
+        rlhf.win_rate(model, tok, "experts", n_prompts=8)
