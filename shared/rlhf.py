@@ -430,6 +430,23 @@ PREFERENCE_SIZES = {"smoke": (64, 32, 16), "cpu": (4000, 500, 1000), "gpu": (160
 RANKING_K = 4
 
 
+def label_pairs(policy: GPT, tok: CharTokenizer, prompts: list[str], generator: torch.Generator | None = None,
+                label_generator: torch.Generator | None = None) -> list[dict]:
+    """Comparisons as calc-prefs makes them: two answers of `policy` (temperature 1) to each prompt, labelled by
+    the simulated Bradley-Terry labeler. Returns pairs {prompt, chosen, rejected, r_chosen, r_rejected} (the r's
+    are the gold rewards, for analysis; a reward model must never see them)."""
+    roll = sample(policy, tok, [p for p in prompts for _ in range(2)], generator=generator)
+    r = roll.gold_rewards().view(-1, 2)
+    first = calcchat.bt_prefers(r[:, 0], r[:, 1], generator=label_generator)
+    pairs = []
+    for i, p in enumerate(prompts):
+        a, b = roll.responses[2 * i], roll.responses[2 * i + 1]
+        c, j = (0, 1) if first[i] else (1, 0)
+        pairs.append({"prompt": p, "chosen": (a, b)[c], "rejected": (a, b)[j],
+                      "r_chosen": float(r[i, c]), "r_rejected": float(r[i, j])})
+    return pairs
+
+
 def preference_data(scale: str | None = None, device=None) -> dict:
     """calc-prefs: answers sampled from calc-sft (temperature 1) and labelled by the simulated Bradley-Terry
     labeler. Returns {"train": pairs, "test": pairs, "rankings": ...}; a pair is a dict with prompt, chosen,
@@ -439,23 +456,12 @@ def preference_data(scale: str | None = None, device=None) -> dict:
     sft = zoo.load("calc-sft", scale, device=device)
     n_train, n_test, n_rank = PREFERENCE_SIZES[scale]
 
-    def label_pairs(prompts, g_sample, g_label):
-        roll = sample(sft.model, sft.tokenizer, [p for p in prompts for _ in range(2)], generator=g_sample)
-        r = roll.gold_rewards().view(-1, 2)
-        first = calcchat.bt_prefers(r[:, 0], r[:, 1], generator=g_label)
-        pairs = []
-        for i, p in enumerate(prompts):
-            a, b = roll.responses[2 * i], roll.responses[2 * i + 1]
-            c, j = (0, 1) if first[i] else (1, 0)
-            pairs.append({"prompt": p, "chosen": (a, b)[c], "rejected": (a, b)[j],
-                          "r_chosen": float(r[i, c]), "r_rejected": float(r[i, j])})
-        return pairs
-
     def build(path):
         dev = next(sft.model.parameters()).device
         g_sample, g_label = torch.Generator(device=dev).manual_seed(1), torch.Generator().manual_seed(2)
-        data = {"train": label_pairs(calcchat.prompts(n_train, seed=1), g_sample, g_label),
-                "test": label_pairs(calcchat.prompts(n_test, seed=2), g_sample, g_label), "rankings": []}
+        data = {"train": label_pairs(sft.model, sft.tokenizer, calcchat.prompts(n_train, seed=1), g_sample, g_label),
+                "test": label_pairs(sft.model, sft.tokenizer, calcchat.prompts(n_test, seed=2), g_sample, g_label),
+                "rankings": []}
         rank_prompts = calcchat.prompts(n_rank, seed=3)
         roll = sample(sft.model, sft.tokenizer, [p for p in rank_prompts for _ in range(RANKING_K)],
                       generator=g_sample)

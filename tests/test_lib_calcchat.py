@@ -195,3 +195,22 @@ def test_win_rate(tiny_policy):
     assert 0.0 <= crowd["win_rate"] <= 0.5  # a random model is never right, so it can at best tie the crowd
     with pytest.raises(ValueError, match="crowd"):
         rlhf.win_rate(model, tok, "experts", n_prompts=8)
+
+
+def test_label_pairs(tiny_policy):
+    model, tok = tiny_policy
+    prompts = cc.prompts(24, seed=5)
+
+    def pairs():
+        return rlhf.label_pairs(model, tok, prompts, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+
+    first, again = pairs(), pairs()
+    assert first == again  # the generators fix both the answers and the labeler's choices
+    assert [p["prompt"] for p in first] == prompts
+    for p in first:
+        assert p["r_chosen"] == cc.gold_reward(p["prompt"], p["chosen"])
+        assert p["r_rejected"] == cc.gold_reward(p["prompt"], p["rejected"])
+    # the two answers to a prompt are the policy's two samples, in the labeler's order
+    roll = rlhf.sample(model, tok, [q for q in prompts for _ in range(2)], generator=torch.Generator().manual_seed(0))
+    for i, p in enumerate(first):
+        assert {p["chosen"], p["rejected"]} == {roll.responses[2 * i], roll.responses[2 * i + 1]}
