@@ -7,9 +7,9 @@
 * `evaluate` -- the CalcChat report every chapter prints, so methods compare across chapters: accuracy, rude
   rate, gold reward, response length, worked rate, KL to the SFT policy, on fixed held-out prompts.
 * `RewardModel` and the cached `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
-* For policy-gradient chapters: `ValueModel` (a critic on a GPT trunk), `token_rewards` (KL penalty on every
-  token, the sequence reward on the last), `gae` over a padded batch, `clipped_surrogate`, `masked_mean` /
-  `masked_whiten`, and `Rollout.select` for minibatches. The GAE and PPO chapters derive these.
+* For policy-gradient chapters: `token_rewards` (KL penalty on every token, the sequence reward on the last),
+  `gae` over a padded batch, `clipped_surrogate`, `masked_mean` / `masked_whiten`, and `Rollout.select` for
+  minibatches. The GAE and PPO chapters derive these.
 * PPO for a language model, as the PPO chapter builds it: `ActorCritic` (value head on the policy trunk),
   `PPOConfig`, `ppo_batch`, `ppo_loss`, `ppo_update`, `step_kl`, and `ppo`, the whole loop against any reward
   function (the gold reward, or a reward model in the RLHF chapters).
@@ -177,22 +177,6 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         running = delta[..., t] + gamma * lam * running
         adv[..., t] = running
     return adv * mask
-
-
-class ValueModel(nn.Module):
-    """A critic: a GPT trunk (e.g. a copy of the policy) and a zero-initialised linear head giving the value of
-    the text up to each position, (B, L - 1), aligned with `token_logprobs` (column j: the state before token
-    j + 1)."""
-
-    def __init__(self, trunk: GPT):
-        super().__init__()
-        self.trunk = trunk
-        self.head = nn.Linear(trunk.cfg.n_embd, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, roll: Rollout) -> torch.Tensor:
-        return self.head(self.trunk.features(roll.tokens[:, :-1], pad=roll.pad)).squeeze(-1)
 
 
 # --------------------------------------------------------------------------------------------------------------
