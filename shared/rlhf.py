@@ -6,7 +6,8 @@
 * `kl_estimators` -- Schulman's k1, k2, k3 per-token estimates of KL(policy || reference).
 * `evaluate` -- the CalcChat report every chapter prints, so methods compare across chapters: accuracy, rude
   rate, gold reward, response length, worked rate, KL to the SFT policy, on fixed held-out prompts.
-* `RewardModel` and the cached `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
+* `RewardModel`, `fit_reward_model` (train one on any list of pairs or rankings with any loss), and the cached
+  `preference_data()` / `reward_model()` built from the zoo's `calc-sft`.
 * For policy-gradient chapters: `token_rewards` (KL penalty on every token, the sequence reward on the last),
   `gae` over a padded batch, `clipped_surrogate`, `masked_mean` / `masked_whiten`, and `Rollout.select` for
   minibatches. The GAE and PPO chapters derive these.
@@ -490,26 +491,36 @@ def pair_accuracy(rm: RewardModel, tok: CharTokenizer, pairs: list[dict]) -> dic
 RM_EPOCHS, RM_BATCH, RM_LR = 2, 32, 3e-4
 
 
+def fit_reward_model(sft: GPT, items: list, loss_fn, epochs: int = RM_EPOCHS, batch: int = RM_BATCH,
+                     lr: float = RM_LR, seed: int = 0):
+    """A fresh `RewardModel` on a copy of `sft`'s trunk, trained on `items` (pairs, rankings, ...) for `epochs`
+    shuffled epochs of `batch` items: AdamW at `lr`, warmup, cosine decay (`shared.train`). `loss_fn(rm, items)`
+    is the loss of a list of items, e.g. `lambda rm, pairs: bt_loss(rm, tok, pairs)`. Returns (the reward model
+    in eval mode, the training History)."""
+    from .data import epoch_batches
+    from .train import TrainConfig, train
+    device = next(sft.parameters()).device
+    torch.manual_seed(seed)
+    rm = RewardModel(copy.deepcopy(sft)).to(device)
+    index = torch.arange(len(items))
+    steps = epochs * (len(items) // batch)
+    cfg = TrainConfig(steps=steps, lr=lr, warmup=min(10, steps), weight_decay=0.0, progress=False)
+    hist = train(rm, epoch_batches(index, index, batch, seed=seed), cfg,
+                 loss_fn=lambda model, b: loss_fn(model, [items[i] for i in b[0].tolist()]))
+    return rm.eval(), hist
+
+
 def reward_model(scale: str | None = None, device=None) -> RewardModel:
     """calc-rm: calc-sft's trunk plus a scalar head, trained with the Bradley-Terry loss on calc-prefs' training
     pairs (2 epochs, batch 32, AdamW 3e-4). Cached in the zoo; ``.info`` holds its held-out pair accuracy."""
-    from .data import epoch_batches
-    from .train import TrainConfig, train
     scale = scale or current_scale()
     sft = zoo.load("calc-sft", scale, device=device)
     dev = next(sft.model.parameters()).device
 
     def build(path):
         prefs = preference_data(scale, device=dev)
-        torch.manual_seed(0)
-        rm = RewardModel(copy.deepcopy(sft.model)).to(dev)
-        n = len(prefs["train"])
-        index = torch.arange(n)
-        cfg = TrainConfig(steps=RM_EPOCHS * (n // RM_BATCH), lr=RM_LR, warmup=10, weight_decay=0.0,
-                          progress=False)
-        hist = train(rm, epoch_batches(index, index, RM_BATCH, seed=0), cfg,
-                     loss_fn=lambda m, b: bt_loss(m, sft.tokenizer, [prefs["train"][i] for i in b[0].tolist()]))
-        info = {"steps": cfg.steps, "seconds": round(hist.seconds, 1), "train_loss": hist.loss,
+        rm, hist = fit_reward_model(sft.model, prefs["train"], lambda m, pairs: bt_loss(m, sft.tokenizer, pairs))
+        info = {"steps": len(hist.loss), "seconds": round(hist.seconds, 1), "train_loss": hist.loss,
                 **pair_accuracy(rm, sft.tokenizer, prefs["test"])}
         torch.save({"model": rm.cpu().state_dict(), "info": info}, path)
 

@@ -212,3 +212,22 @@ def test_label_pairs(tiny_policy):
     roll = rlhf.sample(model, tok, [q for q in prompts for _ in range(2)], generator=torch.Generator().manual_seed(0))
     for i, p in enumerate(first):
         assert {p["chosen"], p["rejected"]} == {roll.responses[2 * i], roll.responses[2 * i + 1]}
+
+
+def test_fit_reward_model(tiny_policy):
+    model, tok = tiny_policy
+    pairs = [{"prompt": p, "chosen": str(sum(cc.operands(p))), "rejected": str(sum(cc.operands(p)) + 1) + " ugh",
+              "r_chosen": 1.0, "r_rejected": -0.5} for p in cc.prompts(32, seed=9)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fit():
+        return rlhf.fit_reward_model(model, pairs, lambda rm, ps: rlhf.bt_loss(rm, tok, ps), epochs=3, batch=8,
+                                     lr=3e-3, seed=4)
+
+    (rm, hist), (rm2, _) = fit(), fit()
+    assert not rm.training and len(hist.loss) == 3 * 32 // 8
+    assert all(torch.equal(a, b) for a, b in zip(rm.state_dict().values(), rm2.state_dict().values()))
+    assert hist.loss[0] == pytest.approx(0.6931, abs=1e-3)  # zero-initialised head: every pair is a coin flip
+    assert hist.loss[-1] < hist.loss[0]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # trained a copy of the trunk
+    assert rlhf.pair_accuracy(rm, tok, pairs)["label_accuracy"] > 0.5
